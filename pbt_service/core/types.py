@@ -1,0 +1,189 @@
+"""Domain dataclasses shared by the engine, the store, the converters and the client.
+
+Frozen and free of protos and SQL so the evolution engine can be tested as plain code.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+ParamValue = float | int | str
+"""A hyperparameter value: float for float and discrete parameters, int for integers, str for categories."""
+
+HParams = Mapping[str, ParamValue]
+
+
+class ParameterType(enum.Enum):
+    FLOAT = "float"
+    INTEGER = "integer"
+    DISCRETE = "discrete"
+    CATEGORICAL = "categorical"
+
+
+class Scale(enum.Enum):
+    LINEAR = "linear"
+    LOG = "log"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """The owning parameter is active only when `parent` takes one of `values`."""
+
+    parent: str
+    values: tuple[ParamValue, ...]
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One hyperparameter. `low`/`high` bound FLOAT and INTEGER; `values` lists DISCRETE numbers
+    (increasing) or CATEGORICAL names."""
+
+    name: str
+    type: ParameterType
+    low: float = 0.0
+    high: float = 0.0
+    scale: Scale = Scale.LINEAR
+    values: tuple[ParamValue, ...] = ()
+    frozen: bool = False
+    condition: Condition | None = None
+
+
+class Goal(enum.Enum):
+    MAXIMIZE = "maximize"
+    MINIMIZE = "minimize"
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    goal: Goal = Goal.MAXIMIZE
+
+
+class Comparison(enum.Enum):
+    LEXICOGRAPHIC = "lexicographic"
+    PARETO = "pareto"
+
+
+@dataclass(frozen=True)
+class MedianStopping:
+    enabled: bool = False
+    min_completed_trials: int = 3
+    min_measurements: int = 1
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """Evolution settings; 0 for max_generations/max_trials/steps_per_trial means no limit/hint."""
+
+    population_size: int = 10
+    opponent_generations: int = 2
+    perturbation_factors: tuple[float, ...] = (0.8, 1.2)
+    max_generations: int = 0
+    max_trials: int = 0
+    steps_per_trial: int = 0
+    seed: int = 0
+    median_stopping: MedianStopping = field(default_factory=MedianStopping)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    parameters: tuple[ParameterSpec, ...]
+    objectives: tuple[Objective, ...]
+    comparison: Comparison = Comparison.LEXICOGRAPHIC
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+
+
+class StudyState(enum.Enum):
+    ACTIVE = "active"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    config: StudyConfig
+    state: StudyState = StudyState.ACTIVE
+    trial_count: int = 0
+    create_time: datetime | None = None
+
+
+class TrialStatus(enum.Enum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    step: int
+    metrics: Mapping[str, float]
+    checkpoint_path: str = ""
+    elapsed_seconds: float = 0.0
+    create_time: datetime | None = None
+
+    def is_finite(self, metrics: tuple[str, ...]) -> bool:
+        """False when any of `metrics` diverged (NaN or infinite) or is missing."""
+        return all(m in self.metrics and math.isfinite(self.metrics[m]) for m in metrics)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A training session. `initiated_trial_id` is the live child this trial's reproduction made
+    (None while the trial has not initiated one, or after that child was stopped or failed)."""
+
+    id: int
+    study: str
+    number: int
+    generation: int
+    status: TrialStatus
+    hparams: Mapping[str, ParamValue]
+    warm_start_checkpoint_path: str = ""
+    parent_trial_id: int | None = None
+    initiator_parent_trial_id: int | None = None
+    measurements: tuple[Measurement, ...] = ()
+    final_measurement: Measurement | None = None
+    worker_id: str = ""
+    stop_requested: bool = False
+    status_message: str = ""
+    initiated_trial_id: int | None = None
+    create_time: datetime | None = None
+    heartbeat_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TrialProposal:
+    """A decision of the engine: a trial to create. `initiator_id` is the trial whose
+    reproduction slot it consumes (None for generation 0)."""
+
+    generation: int
+    hparams: Mapping[str, ParamValue]
+    warm_start_checkpoint_path: str = ""
+    parent_trial_id: int | None = None
+    initiator_id: int | None = None
+
+
+@dataclass(frozen=True)
+class PopulationView:
+    """The slice of a study one suggestion needs; its size is bounded by population × k, not by
+    the study's history.
+
+    `live_in_generation_zero`: ACTIVE + COMPLETED trials of generation 0.
+    `trials_counted`: trials that count toward `max_trials` (all but STOPPED ones).
+    `initiator`: the oldest (by generation, then number) COMPLETED trial that has not initiated a
+    reproduction and whose child would stay below `max_generations`; None if there is none.
+    `initiator_generation_size`: ACTIVE + COMPLETED trials in the initiator's generation.
+    `opponents`: COMPLETED trials (with final measurements) of the initiator's past k generations
+    (generations g-k+1 .. g), the initiator excluded.
+    """
+
+    live_in_generation_zero: int
+    trials_counted: int
+    initiator: Trial | None = None
+    initiator_generation_size: int = 0
+    opponents: tuple[Trial, ...] = ()

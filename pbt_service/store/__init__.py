@@ -1,0 +1,1 @@
+"""The tuner database: one Storage interface, one SQLAlchemy implementation for SQLite and PostgreSQL."""

@@ -1,0 +1,150 @@
+"""The storage contract every backend fulfils.
+
+Contract (after Optuna's `BaseStorage`):
+- All reads and writes happen inside `Storage.transaction()`; leaving the block commits, an
+  exception rolls everything back, so a rejected or crashed call writes nothing.
+- Methods return frozen domain objects (copies); nothing returned is tied to a session.
+- Decisions about a study are serialized by `get_study(name, lock=True)`: a row lock
+  (`SELECT ... FOR UPDATE`) on PostgreSQL, a write transaction (`BEGIN IMMEDIATE`) on SQLite.
+  Changes to one trial are serialized by `get_trial(id, lock=True)`.
+- Transient failures (serialization failures, deadlocks, a database that went away) are retried a
+  bounded number of times by `Storage.run`, then raised as `UnavailableError`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import TypeVar
+
+from pbt_service.core.types import (
+    Measurement,
+    PopulationView,
+    Study,
+    StudyConfig,
+    StudyState,
+    Trial,
+    TrialProposal,
+    TrialStatus,
+)
+
+T = TypeVar("T")
+
+
+class Transaction(abc.ABC):
+    """One database transaction. Raises `NotFoundError`/`AlreadyExistsError` as documented."""
+
+    # --- studies ---
+    @abc.abstractmethod
+    def create_study(self, name: str, config: StudyConfig, now: datetime) -> Study:
+        """Raises AlreadyExistsError if the name is taken."""
+
+    @abc.abstractmethod
+    def get_study(self, name: str, *, lock: bool = False) -> Study:
+        """Raises NotFoundError. With lock=True, holds the study's lock until the transaction ends."""
+
+    @abc.abstractmethod
+    def list_studies(self) -> list[Study]:
+        """All studies, by name."""
+
+    @abc.abstractmethod
+    def set_study_state(self, name: str, state: StudyState) -> None:
+        """Raises NotFoundError."""
+
+    # --- decisions (call with the study locked) ---
+    @abc.abstractmethod
+    def expire_leases(self, study: str, heartbeat_before: datetime, now: datetime) -> list[int]:
+        """Stops ACTIVE trials whose last heartbeat is older than `heartbeat_before`, handing their
+        reproduction back to their initiators; returns their ids."""
+
+    @abc.abstractmethod
+    def population_view(self, study: str, config: StudyConfig) -> PopulationView:
+        """What the engine needs for the next suggestion (see PopulationView)."""
+
+    @abc.abstractmethod
+    def create_trial(self, study: str, proposal: TrialProposal, worker_id: str, now: datetime) -> Trial:
+        """Inserts an ACTIVE trial held by `worker_id` with the next number of the study, and marks
+        `proposal.initiator_id` (if any) as having initiated it."""
+
+    @abc.abstractmethod
+    def active_trials(self, study: str, worker_id: str | None = None) -> list[Trial]:
+        """ACTIVE trials of the study (of one worker when given), by number, with measurements."""
+
+    @abc.abstractmethod
+    def completed_trials(self, study: str, min_generation: int, max_generation: int) -> list[Trial]:
+        """COMPLETED trials with generation in [min_generation, max_generation], with measurements."""
+
+    # --- trials ---
+    @abc.abstractmethod
+    def get_trial(self, trial_id: int, *, lock: bool = False) -> Trial:
+        """Raises NotFoundError. With lock=True, holds the trial's row lock."""
+
+    @abc.abstractmethod
+    def add_measurement(self, trial_id: int, measurement: Measurement, now: datetime) -> bool:
+        """Records a measurement and renews the heartbeat; False (and no change) if the step exists."""
+
+    @abc.abstractmethod
+    def heartbeat(self, trial_id: int, now: datetime) -> None:
+        """Renews the trial's lease."""
+
+    @abc.abstractmethod
+    def request_stop(self, trial_ids: Sequence[int]) -> None:
+        """Sets stop_requested on the trials."""
+
+    @abc.abstractmethod
+    def finish_trial(
+        self,
+        trial_id: int,
+        status: TrialStatus,
+        final_measurement: Measurement | None,
+        message: str,
+        now: datetime,
+    ) -> Trial:
+        """Ends an ACTIVE trial. COMPLETED stores `final_measurement` (which must be one of the
+        trial's measurements or is added as one). STOPPED and FAILED hand the reproduction back:
+        the initiator's `initiated_trial_id` is cleared so it initiates again."""
+
+    @abc.abstractmethod
+    def list_trials(
+        self,
+        study: str,
+        *,
+        statuses: Sequence[TrialStatus] = (),
+        generation: int | None = None,
+        after_number: int = 0,
+        limit: int = 100,
+        with_measurements: bool = True,
+    ) -> list[Trial]:
+        """Trials with number > after_number, by number, at most `limit`. Raises NotFoundError for
+        an unknown study."""
+
+
+class Storage(abc.ABC):
+    """A database holding studies and trials; safe to share between threads and processes."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """Opens one transaction: commit on success, rollback on any exception."""
+
+    def run(self, work: Callable[[Transaction], T]) -> T:
+        """Runs `work` in a transaction, retrying transient database errors a bounded number of
+        times (with the whole transaction redone); raises UnavailableError when they persist."""
+        with self.transaction() as tx:
+            return work(tx)
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Releases connections."""
+
+
+def iterate_all_trials(storage: Storage, study: str, page: int = 500) -> Iterator[Trial]:
+    """Every trial of a study in number order, one transaction per page."""
+    after = 0
+    while True:
+        batch = storage.run(lambda tx: tx.list_trials(study, after_number=after, limit=page))
+        yield from batch
+        if len(batch) < page:
+            return
+        after = batch[-1].number
