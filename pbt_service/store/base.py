@@ -143,7 +143,11 @@ def iterate_all_trials(storage: Storage, study: str, page: int = 500) -> Iterato
     """Every trial of a study in number order, one transaction per page."""
     after = 0
     while True:
-        batch = storage.run(lambda tx: tx.list_trials(study, after_number=after, limit=page))
+
+        def list_page(tx: Transaction, after_number: int = after) -> list[Trial]:
+            return tx.list_trials(study, after_number=after_number, limit=page)
+
+        batch = storage.run(list_page)
         yield from batch
         if len(batch) < page:
             return

@@ -1,0 +1,93 @@
+"""The main job: the service on its embedded SQLite default, local workers training the digits MLP
+with PBT, live progress, and at the end the best trial, its fitness and its hyperparameter schedule.
+
+    python -m examples.demo --workers 4 --population 8 --generations 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from examples.digits import problem
+from pbt_service.core.types import TrialStatus
+from pbt_service.local import LocalService
+from worker_client import PbtClient, run_workers
+from worker_client.results import best, format_schedule, trial_schedule
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    root = Path(args.workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    database = args.database_url or f"sqlite:///{root / 'pbt.db'}"
+    config = problem.study_config(
+        population_size=args.population, max_generations=args.generations,
+        steps_per_trial=args.steps, seed=args.seed,
+    )
+    study_name = args.study or f"digits-{time.strftime('%Y%m%d-%H%M%S')}"
+    total = args.population * args.generations
+    with LocalService(database) as service, PbtClient(service.address) as client:
+        study = client.create_study(study_name, config, exist_ok=True)
+        print(f"service on {service.address} ({database}); study {study.name}: population "
+              f"{args.population}, {args.generations} generations, {args.workers} workers")
+        workers = threading.Thread(
+            target=run_workers,
+            args=(service.address, study.name, problem.train, problem.evaluate, args.workers, root / "checkpoints"),
+        )
+        workers.start()
+        with tqdm(total=total, unit="trial", dynamic_ncols=True) as bar:
+            while workers.is_alive():
+                workers.join(timeout=1.0)
+                _show(client, study.name, bar)
+            _show(client, study.name, bar)
+        _report(client, study.name)
+
+
+def _show(client: PbtClient, study: str, bar: tqdm) -> None:  # type: ignore[type-arg]
+    trials = client.list_trials(study, with_measurements=False)
+    done = [t for t in trials if t.status is TrialStatus.COMPLETED]
+    running = sum(t.status is TrialStatus.ACTIVE for t in trials)
+    scores = [t.final_measurement.metrics.get("accuracy", 0.0) for t in done if t.final_measurement]
+    bar.update(len(done) - bar.n)
+    bar.set_postfix(
+        generation=max((t.generation for t in trials), default=0), running=running,
+        best_accuracy=f"{max(scores, default=0.0):.4f}",
+    )
+
+
+def _report(client: PbtClient, study_name: str) -> None:
+    study = client.get_study(study_name)
+    top = best(client, study, top=1)
+    if not top:
+        print("no completed trial")
+        return
+    winner = top[0]
+    assert winner.final_measurement is not None
+    metrics = winner.final_measurement.metrics
+    print(f"\nbest trial {winner.id} (generation {winner.generation}): "
+          f"fitness accuracy={metrics['accuracy']:.4f}, held-out test accuracy={metrics.get('test_accuracy', float('nan')):.4f}")
+    print(f"checkpoint: {winner.final_measurement.checkpoint_path}")
+    print("hyperparameter schedule (root first):")
+    print(format_schedule(trial_schedule(client, winner)))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--population", type=int, default=8)
+    parser.add_argument("--generations", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=problem.STEPS_PER_TRIAL, help="training steps per trial")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", default="runs/demo", help="database and checkpoints go here")
+    parser.add_argument("--database-url", default=None, help="default: sqlite:///<workdir>/pbt.db")
+    parser.add_argument("--study", default=None, help="study name (default: digits-<time>)")
+    return parser
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Search space: config validation, condition ordering and random sampling.
+
+Validation runs once when a study is created, so the rest of the engine can trust the config:
+sampling and mutation never re-check bounds or condition graphs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from pbt_service.core.types import (
+    AlgorithmConfig,
+    HParams,
+    Objective,
+    ParameterSpec,
+    ParameterType,
+    ParamValue,
+    Scale,
+    StudyConfig,
+)
+
+_DOMAIN_FIELD = {
+    ParameterType.FLOAT: "float_range",
+    ParameterType.INTEGER: "integer_range",
+    ParameterType.DISCRETE: "discrete",
+    ParameterType.CATEGORICAL: "categorical",
+}
+
+
+def validate_config(config: StudyConfig) -> None:
+    """Reject a study config the engine cannot run.
+
+    Raises:
+        ValueError: the message starts with the path of the bad field, e.g.
+            ``config.parameters[2].float_range: low (1.0) must be less than high (0.5)``.
+
+    Example:
+        >>> validate_config(StudyConfig(parameters=(), objectives=()))
+        Traceback (most recent call last):
+        ValueError: config.parameters: at least one parameter is required
+    """
+    _validate_parameters(config.parameters)
+    _validate_objectives(config.objectives)
+    _validate_algorithm(config.algorithm)
+
+
+def topological_order(parameters: Sequence[ParameterSpec]) -> tuple[ParameterSpec, ...]:
+    """Order parameters so every condition parent comes before its children.
+
+    Among parameters whose parents are placed, the earliest declared goes first, so a space
+    without conditions keeps its declaration order (and so its RNG draw order). A parent that is
+    not declared is ignored here; `validate_config` rejects it.
+
+    Raises:
+        ValueError: the conditions form a cycle.
+    """
+    index = {p.name: i for i, p in enumerate(parameters)}
+    children: dict[int, list[int]] = {i: [] for i in range(len(parameters))}
+    waiting = [0] * len(parameters)
+    for i, p in enumerate(parameters):
+        if p.condition is not None and p.condition.parent in index:
+            children[index[p.condition.parent]].append(i)
+            waiting[i] = 1
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order: list[ParameterSpec] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(parameters[i])
+        for c in children[i]:
+            heapq.heappush(ready, c)
+    if len(order) < len(parameters):
+        raise ValueError(f"conditions form a cycle (child -> parent): {' -> '.join(_find_cycle(parameters))}")
+    return tuple(order)
+
+
+def is_active(spec: ParameterSpec, hparams: HParams) -> bool:
+    """Whether `spec` exists given the (already decided) values of its parents.
+
+    Numbers compare as floats so an integer parent value 3 matches a condition value 3.0.
+    """
+    if spec.condition is None:
+        return True
+    parent = spec.condition.parent
+    if parent not in hparams:
+        return False
+    return any(_same_value(hparams[parent], v) for v in spec.condition.values)
+
+
+def sample_value(spec: ParameterSpec, rng: np.random.Generator) -> ParamValue:
+    """Draw one value uniformly (log-uniformly for LOG floats) from the parameter's domain."""
+    if spec.type is ParameterType.FLOAT:
+        if spec.scale is Scale.LOG:
+            x = math.exp(rng.uniform(math.log(spec.low), math.log(spec.high)))
+        else:
+            x = rng.uniform(spec.low, spec.high)
+        return float(min(max(x, spec.low), spec.high))
+    if spec.type is ParameterType.INTEGER:
+        return int(rng.integers(int(spec.low), int(spec.high), endpoint=True))
+    choice = spec.values[int(rng.integers(len(spec.values)))]
+    if spec.type is ParameterType.DISCRETE:
+        return float(choice)
+    return str(choice)
+
+
+def sample_hparams(parameters: Sequence[ParameterSpec], rng: np.random.Generator) -> dict[str, ParamValue]:
+    """Sample a fresh configuration; parameters whose condition fails are left out."""
+    hparams: dict[str, ParamValue] = {}
+    for spec in topological_order(parameters):
+        if is_active(spec, hparams):
+            hparams[spec.name] = sample_value(spec, rng)
+    return hparams
+
+
+def _same_value(a: ParamValue, b: ParamValue) -> bool:
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return float(a) == float(b)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _find_cycle(parameters: Sequence[ParameterSpec]) -> list[str]:
+    """Names along one cycle, each followed by its condition parent, the first repeated at the end."""
+    parent_of = {p.name: p.condition.parent for p in parameters if p.condition is not None}
+    for start in parent_of:
+        path = [start]
+        node = start
+        while node in parent_of:
+            node = parent_of[node]
+            if node in path:
+                return [*path[path.index(node) :], node]
+            path.append(node)
+    return []
+
+
+def _validate_parameters(parameters: Sequence[ParameterSpec]) -> None:
+    if not parameters:
+        raise ValueError("config.parameters: at least one parameter is required")
+    seen: set[str] = set()
+    for i, p in enumerate(parameters):
+        path = f"config.parameters[{i}]"
+        if not p.name:
+            raise ValueError(f"{path}.name: must not be empty")
+        if p.name in seen:
+            raise ValueError(f"{path}.name: duplicate parameter name {p.name!r}")
+        seen.add(p.name)
+        _validate_domain(p, f"{path}.{_DOMAIN_FIELD[p.type]}")
+    by_name = {p.name: p for p in parameters}
+    for i, p in enumerate(parameters):
+        _validate_condition(p, by_name, f"config.parameters[{i}].condition")
+    cycle = _find_cycle(parameters)
+    if cycle:
+        i = next(i for i, p in enumerate(parameters) if p.name == cycle[0])
+        raise ValueError(f"config.parameters[{i}].condition: conditions form a cycle (child -> parent): "
+                         f"{' -> '.join(cycle)}")
+
+
+def _validate_domain(p: ParameterSpec, path: str) -> None:
+    if p.scale is Scale.LOG and p.type is not ParameterType.FLOAT:
+        raise ValueError(f"{path}: only float parameters may use the log scale")
+    if p.type in (ParameterType.FLOAT, ParameterType.INTEGER):
+        if not (math.isfinite(p.low) and math.isfinite(p.high)):
+            raise ValueError(f"{path}: bounds must be finite, got low={p.low}, high={p.high}")
+        if not p.low < p.high:
+            raise ValueError(f"{path}: low ({p.low}) must be less than high ({p.high})")
+        if p.type is ParameterType.INTEGER and not (float(p.low).is_integer() and float(p.high).is_integer()):
+            raise ValueError(f"{path}: bounds must be integers, got low={p.low}, high={p.high}")
+        if p.scale is Scale.LOG and p.low <= 0:
+            raise ValueError(f"{path}: the log scale requires low > 0, got {p.low}")
+    elif p.type is ParameterType.DISCRETE:
+        if len(p.values) < 2:
+            raise ValueError(f"{path}.values: at least two values are required")
+        for v in p.values:
+            if not _is_number(v) or not math.isfinite(float(v)):
+                raise ValueError(f"{path}.values: {v!r} is not a finite number")
+        nums = [float(v) for v in p.values]
+        if any(a >= b for a, b in zip(nums, nums[1:], strict=False)):
+            raise ValueError(f"{path}.values: must be strictly increasing, got {list(p.values)}")
+    else:
+        if not p.values:
+            raise ValueError(f"{path}.values: at least one value is required")
+        if any(not isinstance(v, str) or not v for v in p.values):
+            raise ValueError(f"{path}.values: every value must be a non-empty string, got {list(p.values)}")
+        if len(set(p.values)) != len(p.values):
+            raise ValueError(f"{path}.values: values must be distinct, got {list(p.values)}")
+
+
+def _validate_condition(p: ParameterSpec, by_name: dict[str, ParameterSpec], path: str) -> None:
+    c = p.condition
+    if c is None:
+        return
+    if c.parent == p.name:
+        raise ValueError(f"{path}.parent: a parameter cannot depend on itself ({p.name!r})")
+    parent = by_name.get(c.parent)
+    if parent is None:
+        raise ValueError(f"{path}.parent: unknown parameter {c.parent!r}")
+    if parent.type is ParameterType.FLOAT:
+        raise ValueError(f"{path}.parent: {c.parent!r} is a float; only categorical, integer or discrete "
+                         "parameters can be parents")
+    if not c.values:
+        raise ValueError(f"{path}.values: at least one parent value is required")
+    for v in c.values:
+        if not _is_legal(parent, v):
+            raise ValueError(f"{path}.values: {v!r} is not a value of parent {c.parent!r}")
+
+
+def _is_legal(parent: ParameterSpec, v: ParamValue) -> bool:
+    if parent.type is ParameterType.CATEGORICAL:
+        return isinstance(v, str) and v in parent.values
+    if not _is_number(v) or not math.isfinite(float(v)):
+        return False
+    if parent.type is ParameterType.INTEGER:
+        return float(v).is_integer() and parent.low <= float(v) <= parent.high
+    return any(float(v) == float(x) for x in parent.values)
+
+
+def _validate_objectives(objectives: Sequence[Objective]) -> None:
+    if not objectives:
+        raise ValueError("config.objectives: at least one objective is required")
+    seen: set[str] = set()
+    for i, o in enumerate(objectives):
+        if not o.metric:
+            raise ValueError(f"config.objectives[{i}].metric: must not be empty")
+        if o.metric in seen:
+            raise ValueError(f"config.objectives[{i}].metric: duplicate metric {o.metric!r}")
+        seen.add(o.metric)
+
+
+def _validate_algorithm(a: AlgorithmConfig) -> None:
+    path = "config.algorithm"
+    if a.population_size < 2:
+        raise ValueError(f"{path}.population_size: must be at least 2, got {a.population_size}")
+    if a.opponent_generations < 1:
+        raise ValueError(f"{path}.opponent_generations: must be at least 1, got {a.opponent_generations}")
+    if not a.perturbation_factors:
+        raise ValueError(f"{path}.perturbation_factors: at least one factor is required")
+    for f in a.perturbation_factors:
+        if not (math.isfinite(f) and f > 0):
+            raise ValueError(f"{path}.perturbation_factors: {f} must be finite and positive")
+    for name in ("max_generations", "max_trials", "steps_per_trial"):
+        if getattr(a, name) < 0:
+            raise ValueError(f"{path}.{name}: must not be negative, got {getattr(a, name)}")
+    ms = a.median_stopping
+    if ms.min_completed_trials < 1:
+        raise ValueError(f"{path}.median_stopping.min_completed_trials: must be at least 1, "
+                         f"got {ms.min_completed_trials}")
+    if ms.min_measurements < 1:
+        raise ValueError(f"{path}.median_stopping.min_measurements: must be at least 1, "
+                         f"got {ms.min_measurements}")

@@ -1,0 +1,108 @@
+"""Wiring: settings -> storage -> servicer -> gRPC server with health, reflection and auth."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from pbt.v1 import pbt_service_pb2, pbt_service_pb2_grpc
+from pbt_service.auth import TokenAuthInterceptor
+from pbt_service.service import PbtServicer, ServiceSettings, utc_now
+from pbt_service.store.base import Storage
+from pbt_service.store.sql_storage import SqlStorage
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pbt_service_pb2.DESCRIPTOR.services_by_name["PbtService"].full_name
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Parsed once from the command line; `port` 0 picks a free port."""
+
+    database_url: str = "sqlite:///pbt.db"
+    host: str = "[::]"
+    port: int = 50051
+    max_workers: int = 16
+    auth_token: str | None = None
+    grace_seconds: float = 10.0
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    storage: Storage
+
+    def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown: report NOT_SERVING, let calls in flight finish, release the database."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self.storage.close()
+
+
+def create_server(
+    settings: ServerSettings, storage: Storage | None = None, clock: Callable[[], datetime] | None = None
+) -> RunningServer:
+    """Builds and starts a server; the caller owns `stop()`.
+
+    Example:
+        running = create_server(ServerSettings(database_url="sqlite:///pbt.db", port=0))
+        print(running.port)
+    """
+    storage = storage or SqlStorage.from_url(settings.database_url)
+    interceptors = [TokenAuthInterceptor(settings.auth_token)] if settings.auth_token else []
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="pbt-rpc"),
+        interceptors=interceptors,
+    )
+    pbt_service_pb2_grpc.add_PbtServiceServicer_to_server(
+        PbtServicer(storage, settings.service, clock or utc_now), server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        storage.close()
+        raise OSError(f"could not bind {settings.host}:{settings.port}")
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, port, health_servicer, storage)
+
+
+def serve(settings: ServerSettings) -> None:
+    """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
+    running = create_server(settings)
+    log.info("PBT service listening on port %d (database %s)", running.port, _redact(settings.database_url))
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("signal %d: shutting down", signum)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stopping.wait()
+    running.stop(settings.grace_seconds)
+
+
+def _redact(url: str) -> str:
+    """Hides a password in a database URL for logs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url

@@ -1,0 +1,1 @@
+"""Migration scripts, oldest first; each imports only alembic and plain sqlalchemy."""

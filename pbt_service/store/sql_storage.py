@@ -1,0 +1,157 @@
+"""`Storage` on SQLAlchemy: SQLite (file or in-memory) and PostgreSQL.
+
+Example:
+    storage = SqlStorage.from_url("sqlite:///pbt.db")  # or "postgresql://pbt@db-host/pbt"
+    study = storage.run(lambda tx: tx.get_study("mnist"))
+    storage.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pbt_service.store.base import Storage, Transaction
+from pbt_service.store.engine import StorageSettings, is_sqlite_memory, make_engine
+from pbt_service.store.errors import UnavailableError
+from pbt_service.store.schema import ensure_schema
+from pbt_service.store.sql_transaction import SqlTransaction
+
+T = TypeVar("T")
+
+
+class TransientDatabaseError(UnavailableError):
+    """A failure worth retrying the whole transaction for: a lost or refused connection, a
+    deadlock, a serialization failure, a locked SQLite database, an exhausted pool."""
+
+
+class SqlStorage(Storage):
+    """Storage over one SQLAlchemy engine; thread-safe, and safe across processes sharing the DB.
+
+    Transactions that fail with a TransientDatabaseError are redone by `run` with jittered
+    exponential backoff, bounded by `StorageSettings.max_attempts` and `retry_deadline_s`.
+    """
+
+    def __init__(self, engine: Engine, settings: StorageSettings | None = None) -> None:
+        self._engine = engine
+        self._settings = settings or StorageSettings()
+        self._sessions = sessionmaker(engine, expire_on_commit=False, autoflush=True)
+        # The in-memory database is one shared connection: let one transaction use it at a time.
+        self._serial: AbstractContextManager[object] = (
+            threading.Lock() if is_sqlite_memory(engine.url) else contextlib.nullcontext()
+        )
+        self._random = random.Random()
+        self._sleep: Callable[[float], None] = time.sleep
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        settings: StorageSettings | None = None,
+        *,
+        check_schema: bool = True,
+        auto_create: bool = True,
+    ) -> SqlStorage:
+        """Connects and checks the schema (see `schema.ensure_schema`).
+
+        Raises ValueError for an unsupported URL, SchemaOutdatedError for an old schema, and
+        UnavailableError when the database cannot be reached.
+        Example: `SqlStorage.from_url("sqlite:///pbt.db")`, `SqlStorage.from_url("sqlite://")`.
+        """
+        settings = settings or StorageSettings()
+        engine = make_engine(url, settings)
+        try:
+            if check_schema:
+                ensure_schema(engine, auto_create=auto_create)
+        except SQLAlchemyError as e:
+            engine.dispose()
+            raise UnavailableError(
+                f"cannot use database {engine.url.render_as_string(hide_password=True)}: {_brief(e)}"
+            ) from e
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, settings)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Commits on success and rolls back on any exception. Database errors that are transient
+        become TransientDatabaseError (an UnavailableError); other SQLAlchemy errors (bugs such as
+        a violated constraint) propagate unchanged."""
+        with self._serial:
+            session = self._sessions()
+            try:
+                yield SqlTransaction(session)
+                session.commit()
+            except SQLAlchemyError as e:
+                _rollback(session)
+                if _is_transient(e):
+                    raise TransientDatabaseError(f"database error: {_brief(e)}") from e
+                raise
+            except BaseException:
+                _rollback(session)
+                raise
+            finally:
+                session.close()
+
+    def run(self, work: Callable[[Transaction], T]) -> T:
+        """Runs `work` in a transaction, redoing it on transient errors; raises UnavailableError
+        when they persist. `work` may run more than once, so it must not have side effects outside
+        the transaction."""
+        deadline = time.monotonic() + self._settings.retry_deadline_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.transaction() as tx:
+                    return work(tx)
+            except TransientDatabaseError as e:
+                if attempt >= self._settings.max_attempts or time.monotonic() >= deadline:
+                    raise UnavailableError(
+                        f"database unavailable after {attempt} attempt(s): {e}"
+                    ) from e.__cause__
+                self._sleep(self._backoff(attempt))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self._settings.retry_max_delay_s, self._settings.retry_base_delay_s * 2.0 ** (attempt - 1))
+        return base * (0.5 + self._random.random())
+
+
+def _is_transient(error: SQLAlchemyError) -> bool:
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError))
+
+
+def _rollback(session: Session) -> None:
+    with contextlib.suppress(SQLAlchemyError):  # the connection may be gone; close() cleans up
+        session.rollback()
+
+
+def _brief(error: SQLAlchemyError) -> str:
+    """The driver's message without SQLAlchemy's statement dump."""
+    original = getattr(error, "orig", None)
+    return " ".join(str(original if original is not None else error).split())[:500]

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs the service, the client and the examples into .venv, then runs the main job: the
+# service on its embedded SQLite default with local workers training the digits MLP by PBT.
+# Usage: scripts/demo.sh [--workers N --population N --generations N ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[examples]'
+exec .venv/bin/python -m examples.demo "$@"

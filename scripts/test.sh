@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (a PostgreSQL server included) into .venv and runs them.
+# Usage: scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_postgres() { command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; }
+if ! have_postgres; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "The tests start a real PostgreSQL server: install it first (sudo apt-get install postgresql)." >&2
+    exit 1
+  fi
+  echo "installing PostgreSQL (apt-get)..."
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[dev,examples]'
+exec .venv/bin/python -m pytest -q "$@"

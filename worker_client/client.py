@@ -1,0 +1,174 @@
+"""A typed client over the gRPC stub: domain objects in and out, a deadline on every call, and
+retries with backoff and jitter on UNAVAILABLE (every call of this API is safe to repeat: the
+service makes suggestions, reports and completions idempotent)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+
+from pbt.v1 import pbt_service_pb2 as pb
+from pbt.v1 import pbt_service_pb2_grpc
+from pbt_service import converters
+from pbt_service.core.types import Measurement, Study, StudyConfig, Trial, TrialStatus
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The reply to GetNewSuggestion: trials to train, or a wait, or the end of the study."""
+
+    trials: tuple[Trial, ...]
+    retry_after_seconds: float
+    study_done: bool
+
+
+class PbtClient:
+    """Talks to one PBT service address.
+
+    Example:
+        client = PbtClient("localhost:50051")
+        client.create_study("demo", config, exist_ok=True)
+        best = client.list_trials("demo", statuses=[TrialStatus.COMPLETED])
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout_seconds: float = 10.0,
+        retry_seconds: float = 30.0,
+        token: str | None = None,
+    ) -> None:
+        self.address = address
+        self._timeout = timeout_seconds
+        self._retry_seconds = retry_seconds
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._channel = grpc.insecure_channel(address)
+        self._stub = pbt_service_pb2_grpc.PbtServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> PbtClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., R], request: object) -> R:
+        """Calls with a deadline; retries UNAVAILABLE with exponential backoff and full jitter for
+        up to `retry_seconds`, then raises the last error."""
+        give_up = time.monotonic() + self._retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                return method(request, timeout=self._timeout, metadata=self._metadata)
+            except grpc.RpcError as error:
+                if error.code() not in RETRYABLE or time.monotonic() + delay > give_up:
+                    raise
+                log.debug("service unavailable (%s); retrying in <= %.2fs", error.details(), delay)
+                time.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, 2.0)
+
+    # --- studies ---
+
+    def create_study(self, name: str, config: StudyConfig, *, exist_ok: bool = False) -> Study:
+        """Creates a study; with exist_ok, returns the existing one of that name instead."""
+        request = pb.CreateStudyRequest(name=name, config=converters.study_config_to_proto(config))
+        try:
+            return converters.study_from_proto(self._call(self._stub.CreateStudy, request))
+        except grpc.RpcError as error:
+            if exist_ok and error.code() == grpc.StatusCode.ALREADY_EXISTS:
+                return self.get_study(name)
+            raise
+
+    def get_study(self, name: str) -> Study:
+        return converters.study_from_proto(self._call(self._stub.GetStudy, pb.GetStudyRequest(name=name)))
+
+    def list_studies(self) -> list[Study]:
+        reply = self._call(self._stub.ListStudies, pb.ListStudiesRequest())
+        return [converters.study_from_proto(s) for s in reply.studies]
+
+    # --- the worker's calls ---
+
+    def get_new_suggestion(self, study: str, worker_id: str, count: int = 1) -> Suggestion:
+        request = pb.GetNewSuggestionRequest(study=study, worker_id=worker_id, count=count)
+        reply = self._call(self._stub.GetNewSuggestion, request)
+        return Suggestion(
+            trials=tuple(converters.trial_from_proto(t) for t in reply.trials),
+            retry_after_seconds=reply.retry_after_seconds,
+            study_done=reply.study_done,
+        )
+
+    def report_measurement(self, trial_id: int, worker_id: str, measurement: Measurement) -> bool:
+        """Returns True when the service asks the trial to stop early."""
+        request = pb.ReportMeasurementRequest(
+            trial_id=trial_id, worker_id=worker_id, measurement=converters.measurement_to_proto(measurement)
+        )
+        return self._call(self._stub.ReportMeasurement, request).should_stop
+
+    def heartbeat(self, trial_id: int, worker_id: str) -> bool:
+        """Renews the lease; returns True when the trial should stop early."""
+        request = pb.HeartbeatRequest(trial_id=trial_id, worker_id=worker_id)
+        return self._call(self._stub.Heartbeat, request).should_stop
+
+    def complete_trial(
+        self,
+        trial_id: int,
+        worker_id: str,
+        final_measurement: Measurement | None = None,
+        failure_reason: str = "",
+    ) -> Trial:
+        request = pb.CompleteTrialRequest(trial_id=trial_id, worker_id=worker_id, failure_reason=failure_reason)
+        if final_measurement is not None:
+            request.final_measurement.CopyFrom(converters.measurement_to_proto(final_measurement))
+        return converters.trial_from_proto(self._call(self._stub.CompleteTrial, request))
+
+    def stop_trial(self, trial_id: int, reason: str = "", worker_id: str = "") -> Trial:
+        request = pb.StopTrialRequest(trial_id=trial_id, reason=reason, worker_id=worker_id)
+        return converters.trial_from_proto(self._call(self._stub.StopTrial, request))
+
+    def get_early_stopping_trials(self, study: str) -> list[Trial]:
+        reply = self._call(self._stub.GetEarlyStoppingTrials, pb.GetEarlyStoppingTrialsRequest(study=study))
+        return [converters.trial_from_proto(t) for t in reply.trials]
+
+    # --- queries ---
+
+    def get_trial(self, trial_id: int) -> Trial:
+        return converters.trial_from_proto(self._call(self._stub.GetTrial, pb.GetTrialRequest(trial_id=trial_id)))
+
+    def list_trials(
+        self,
+        study: str,
+        *,
+        statuses: Sequence[TrialStatus] = (),
+        generation: int | None = None,
+        with_measurements: bool = True,
+        page_size: int = 500,
+    ) -> list[Trial]:
+        """All matching trials in creation order (follows every page)."""
+        request = pb.ListTrialsRequest(
+            study=study,
+            statuses=[converters.trial_status_to_proto(s) for s in statuses],
+            generation=generation or 0,
+            has_generation=generation is not None,
+            page_size=page_size,
+            omit_measurements=not with_measurements,
+        )
+        trials: list[Trial] = []
+        while True:
+            reply = self._call(self._stub.ListTrials, request)
+            trials.extend(converters.trial_from_proto(t) for t in reply.trials)
+            if not reply.next_page_token:
+                return trials
+            request.page_token = reply.next_page_token

@@ -1,0 +1,59 @@
+"""What a trainer and an evaluator receive: everything about a trial, nothing about PBT."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)$")
+"""Checkpoints in a model directory are files or folders named `ckpt-<step>`."""
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """A trial as the user's code sees it.
+
+    The trainer builds its model from `hparams`, restores `warm_start_checkpoint_path` when it is
+    set (the parent's final checkpoint), trains about `steps` steps and writes each checkpoint to
+    `checkpoint_path(step)` atomically (write a temporary file, then `os.replace`). The evaluator
+    is called with the same context and each checkpoint's path.
+    """
+
+    trial_id: int
+    study: str
+    generation: int
+    hparams: Mapping[str, float | int | str]
+    warm_start_checkpoint_path: str | None
+    model_dir: Path
+    steps: int
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+    def checkpoint_path(self, step: int) -> Path:
+        """Where the checkpoint of `step` (the global training step) goes."""
+        return self.model_dir / f"ckpt-{step:09d}"
+
+    def should_stop(self) -> bool:
+        """True once the service asked for an early stop or the worker is shutting down: finish
+        the current step, write a checkpoint and return."""
+        return self._stop.is_set()
+
+
+Trainer = Callable[[TrialContext], None]
+Evaluator = Callable[[TrialContext, Path], Mapping[str, float]]
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step encoded in a checkpoint's name, or None for other files (temporaries included)."""
+    match = CHECKPOINT_PATTERN.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def step_of_checkpoint(path: str | None) -> int:
+    """Step to resume counting from: the warm-start checkpoint's step, or 0 without one."""
+    if not path:
+        return 0
+    step = checkpoint_step(Path(path))
+    return step if step is not None else 0
