@@ -1,15 +1,16 @@
 """PBT vs random search on the digits MLP, both through the real service, same budget.
 
-For each seed, on a fresh SQLite file:
+For each seed, on fresh SQLite files, three studies with the same seed (so the same P
+hyperparameter samples in generation 0):
   PBT:    population P, G generations of S steps; every lineage trains G·S steps, P·G trials.
-  random: the same study with max_generations=1 and S' = G·S steps per trial, so P trials each
-          sample hyperparameters once (generation 0 is uniform sampling; with the same seed they
-          are the very samples PBT's generation 0 starts from) and train from scratch as long as a
-          PBT lineage. Both spend P·G·S training steps.
-Each side picks its trial with the best validation accuracy (ties: lower validation loss) among
-the final measurements of its completed trials and reports that trial's held-out test accuracy.
+  PBT-fz: the same with `hidden_units` and `optimizer` frozen (sampled once per lineage), so
+          children keep the whole model and the optimizer state; only lr and momentum mutate.
+  random: max_generations=1 and G·S steps per trial: P trials sample hyperparameters once and
+          train from scratch as long as a PBT lineage. All three spend P·G·S training steps.
+Each picks its trial with the best validation accuracy (ties: lower validation loss) among the
+final measurements of its completed trials and reports that trial's held-out test accuracy.
 
-    PYTHONPATH=.:protos python benchmarks/digits_pbt_vs_random.py --seeds 3 --workers 2
+    PYTHONPATH=.:protos python benchmarks/digits_pbt_vs_random.py --seeds 5 --workers 1
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ class Result:
 
 def describe(trial: Trial) -> str:
     h = trial.hparams
-    text = f"{h['optimizer']} lr={float(h['learning_rate']):.1e} h={int(float(h['hidden_units']))}"
+    text = f"{trial.id} (gen {trial.generation}): {h['optimizer']} lr={float(h['learning_rate']):.1e}"
+    text += f" h={int(float(h['hidden_units']))}"
     return text + (f" m={float(h['momentum']):.2f}" if "momentum" in h else "")
 
 
 def run_study(name: str, config: StudyConfig, seed: int, workers: int, workdir: Path) -> Result:
     problem = DigitsMLP(seed=seed)
+    workdir.mkdir(parents=True)
     start = time.perf_counter()
     with LocalService(f"sqlite:///{workdir / 'pbt.db'}") as service, PbtClient(service.address) as client:
         client.create_study(name, config)
@@ -57,8 +60,7 @@ def run_study(name: str, config: StudyConfig, seed: int, workers: int, workdir: 
     )
 
 
-def winner(pbt: float, random: float) -> str:
-    return "PBT" if pbt > random else "random" if random > pbt else "tie"
+FROZEN = ("hidden_units", "optimizer")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,43 +68,58 @@ def main(argv: list[str] | None = None) -> None:
     lineage_steps = args.generations * args.steps
     print(
         f"digits MLP. PBT: population {args.population}, {args.generations} generations x "
-        f"{args.steps} steps ({args.population * args.generations} trials).\n"
-        f"random search: {args.population} trials x {lineage_steps} steps from scratch. "
-        f"Both train {args.population * lineage_steps} steps in all, {args.workers} worker threads.\n"
-        f"Score: test accuracy of the trial with the best validation accuracy.\n"
+        f"{args.steps} steps ({args.population * args.generations} trials); PBT-fz: the same with "
+        f"{' and '.join(FROZEN)} frozen.\nrandom search: {args.population} trials x {lineage_steps} "
+        f"steps from scratch. Each trains {args.population * lineage_steps} steps in all; "
+        f"worker threads: {args.workers}.\n"
+        f"Score: test accuracy of the trial with the best validation accuracy (val / test below).\n"
     )
-    print(
-        f"{'seed':>4}  {'PBT val':>7}  {'PBT test':>8}  {'PBT s':>5}  {'rand val':>8}  {'rand test':>9}  "
-        f"{'rand s':>6}  {'winner':>6}  PBT choice | random choice"
-    )
-    pbt_scores, random_scores = [], []
+    arms = ("PBT", "PBT-fz", "random")
+    print(f"{'seed':>4}" + "".join(f"  {name + ' val/test':>18}  {'s':>4}" for name in arms) + "  best")
+    scores: dict[str, list[float]] = {name: [] for name in arms}
+    choices: list[str] = []
     for seed in range(args.seeds):
+        row = f"{seed:>4}"
+        results = {}
         with tempfile.TemporaryDirectory(prefix="pbt-digits-") as tmp:
-            pbt_config = study_config(args.population, args.generations, args.steps, seed=seed)
-            pbt = run_study(f"digits-pbt-{seed}", pbt_config, seed, args.workers, Path(tmp) / "pbt")
-            random_config = study_config(args.population, 1, lineage_steps, seed=seed)
-            rand = run_study(f"digits-random-{seed}", random_config, seed, args.workers, Path(tmp) / "rand")
-        pbt_scores.append(pbt.test_accuracy)
-        random_scores.append(rand.test_accuracy)
-        print(
-            f"{seed:>4}  {pbt.validation_accuracy:>7.4f}  {pbt.test_accuracy:>8.4f}  {pbt.seconds:>5.1f}  "
-            f"{rand.validation_accuracy:>8.4f}  {rand.test_accuracy:>9.4f}  {rand.seconds:>6.1f}  "
-            f"{winner(pbt.test_accuracy, rand.test_accuracy):>6}  {pbt.chosen} | {rand.chosen}"
-        )
-    pbt_median, random_median = statistics.median(pbt_scores), statistics.median(random_scores)
+            for name, config in study_configs(args, seed).items():
+                result = run_study(f"digits-{name}-{seed}", config, seed, args.workers, Path(tmp) / name)
+                results[name] = result
+                scores[name].append(result.test_accuracy)
+                val, test = result.validation_accuracy, result.test_accuracy
+                row += f"  {val:>8.4f} / {test:.4f}  {result.seconds:>4.0f}"
+                choices.append(f"seed {seed} {name:>6}: trial {result.chosen}")
+        print(row + "  " + leaders({name: r.test_accuracy for name, r in results.items()}))
+    medians = {name: statistics.median(values) for name, values in scores.items()}
     print(
-        f"\nmedian test accuracy over {args.seeds} seeds: PBT {pbt_median:.4f}, "
-        f"random {random_median:.4f} -> {winner(pbt_median, random_median)}"
+        f"\nmedian test accuracy over {args.seeds} seeds: "
+        + ", ".join(f"{name} {value:.4f}" for name, value in medians.items())
+        + f" -> best: {leaders(medians)}"
     )
+    print("\nchosen trials:\n" + "\n".join(choices))
+
+
+def study_configs(args: argparse.Namespace, seed: int) -> dict[str, StudyConfig]:
+    lineage_steps = args.generations * args.steps
+    return {
+        "PBT": study_config(args.population, args.generations, args.steps, seed=seed),
+        "PBT-fz": study_config(args.population, args.generations, args.steps, seed=seed, frozen=FROZEN),
+        "random": study_config(args.population, 1, lineage_steps, seed=seed),
+    }
+
+
+def leaders(scores: dict[str, float]) -> str:
+    top = max(scores.values())
+    return "=".join(name for name, value in scores.items() if value == top)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--population", type=int, default=10)
     p.add_argument("--generations", type=int, default=10)
     p.add_argument("--steps", type=int, default=100, help="training steps per PBT trial")
-    p.add_argument("--workers", type=int, default=2, help="worker threads")
+    p.add_argument("--workers", type=int, default=1, help="worker threads (1: reproducible)")
     return p
 
 

@@ -6,7 +6,7 @@ final loss among the trials of the last generation (each trained the full 10·G 
 baseline trains each of K learning rates log-spaced in [1e-4, 1] from scratch for the same 10·G
 steps with the same trainer and noise model; its score is the best of the K. Lower is better.
 
-    PYTHONPATH=.:protos python benchmarks/noisy_quadratic_vs_grid.py --seeds 3 --workers 4
+    PYTHONPATH=.:protos python benchmarks/noisy_quadratic_vs_grid.py --seeds 3 --workers 1
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from worker_client.context import TrialContext
 class PbtResult:
     best_loss: float
     learning_rate: float
+    steps: int
     trials: int
     diverged: int
     seconds: float
@@ -61,14 +62,12 @@ def run_pbt(seed: int, args: argparse.Namespace, workdir: Path) -> PbtResult:
         run_workers(service.address, study, problem.train, problem.evaluate, args.workers, workdir / "runs")
         trials = client.list_trials(study, statuses=[TrialStatus.COMPLETED], with_measurements=False)
     seconds = time.perf_counter() - start
-    finals = [
-        (t.final_measurement.metrics["loss"], float(t.hparams["learning_rate"]), t.generation)
-        for t in trials
-        if t.final_measurement is not None
-    ]
-    loss, lr = finite_min([(v, lr) for v, lr, g in finals if g == args.generations - 1])
-    diverged = sum(1 for v, _, _ in finals if not math.isfinite(v))
-    return PbtResult(loss, lr, len(trials), diverged, seconds)
+    measured = [(t, t.final_measurement) for t in trials if t.final_measurement is not None]
+    last = [(m, t) for t, m in measured if t.generation == args.generations - 1]
+    finals = [(m.metrics["loss"], m.step, float(t.hparams["learning_rate"])) for m, t in last]
+    loss, steps, lr = min((f for f in finals if math.isfinite(f[0])), default=(math.inf, 0, math.nan))
+    diverged = sum(1 for _, m in measured if not math.isfinite(m.metrics["loss"]))
+    return PbtResult(loss, lr, steps, len(trials), diverged, seconds)
 
 
 def run_grid(seed: int, args: argparse.Namespace, workdir: Path) -> GridResult:
@@ -102,11 +101,14 @@ def main(argv: list[str] | None = None) -> None:
         f"noisy quadratic (dim 20, curvatures 1..100, gradient noise std sqrt(c)), "
         f"{steps} SGD steps per run\n"
         f"PBT: population {args.population}, {args.generations} generations x {STEPS_PER_TRIAL} steps, "
-        f"{args.workers} worker threads; score = best final loss of the last generation\n"
+        f"worker threads: {args.workers}; score = best final loss of the last generation\n"
+        f"('steps' = that trial's global step: a tournament may pick a parent from an older generation)\n"
         f"grid: {args.grid} constant learning rates log-spaced in [1e-4, 1], "
         f"each {steps} steps from scratch; score = best final loss\n"
     )
-    header = f"{'seed':>4}  {'PBT loss':>10}  {'PBT final lr':>12}  {'trials':>6}  {'PBT s':>6}  "
+    header = (
+        f"{'seed':>4}  {'PBT loss':>10}  {'PBT final lr':>12}  {'steps':>5}  {'trials':>6}  {'PBT s':>6}  "
+    )
     header += f"{'grid loss':>10}  {'grid lr':>9}  {'grid div.':>9}  {'winner':>6}"
     print(header)
     pbt_losses, grid_losses = [], []
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         pbt_losses.append(pbt.best_loss)
         grid_losses.append(grid.best_loss)
         print(
-            f"{seed:>4}  {pbt.best_loss:>10.4f}  {pbt.learning_rate:>12.2e}  "
+            f"{seed:>4}  {pbt.best_loss:>10.4f}  {pbt.learning_rate:>12.2e}  {pbt.steps:>5}  "
             f"{pbt.trials:>6}  {pbt.seconds:>6.1f}  "
             f"{grid.best_loss:>10.4f}  {grid.learning_rate:>9.2e}  {grid.diverged:>9}  "
             f"{'PBT' if pbt.best_loss < grid.best_loss else 'grid':>6}"
@@ -136,7 +138,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--population", type=int, default=10)
     p.add_argument("--generations", type=int, default=40)
     p.add_argument("--grid", type=int, default=40, help="number of constant learning rates")
-    p.add_argument("--workers", type=int, default=4, help="worker threads for PBT")
+    p.add_argument("--workers", type=int, default=1, help="worker threads for PBT (1: reproducible)")
     return p
 
 

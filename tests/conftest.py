@@ -2,7 +2,8 @@
 
 `postgres_url` (session) starts a private PostgreSQL server (or uses `$PBT_TEST_POSTGRES_URL`) and
 never skips: without PostgreSQL the tests that need it fail, saying what to install.
-`fresh_postgres_url` gives one test an empty database; `storage` is a ready `SqlStorage` on
+`fresh_postgres_url` gives one test an empty database, `postgres_schema_url` (much faster) an empty
+schema; `storage_url` is an empty database URL and `storage` a ready `SqlStorage` on
 "sqlite-memory", "sqlite-file" and "postgresql" in turn. SQLAlchemy is imported lazily so that
 tests of other packages do not pay for it.
 """
@@ -133,7 +134,14 @@ def _execute_autocommit(url: str, *statements: str) -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    from pbt_service.store.engine import normalize_url
+
+    engine = create_engine(
+        normalize_url(url),
+        isolation_level="AUTOCOMMIT",
+        poolclass=NullPool,
+        connect_args={"connect_timeout": 5},
+    )
     try:
         with engine.connect() as connection:
             for statement in statements:
@@ -150,6 +158,10 @@ def postgres_url() -> Iterator[str]:
     """
     configured = os.environ.get(POSTGRES_URL_ENV)
     if configured:
+        try:
+            _execute_autocommit(configured, "SELECT 1")
+        except Exception as e:  # any failure here means: no PostgreSQL for this run
+            pytest.fail(f"cannot connect to {POSTGRES_URL_ENV}: {e}\n{INSTALL_HINT}", pytrace=False)
         yield configured
         return
     bin_dir = _postgres_bin_dir()
@@ -157,13 +169,15 @@ def postgres_url() -> Iterator[str]:
         pytest.fail(
             f"initdb/pg_ctl not found on PATH or in /usr/lib/postgresql/*/bin. {INSTALL_HINT}", pytrace=False
         )
-    server = _PostgresServer(bin_dir)
+    started = time.monotonic()
+    server: _PostgresServer | None = None
     try:
-        started = time.monotonic()
+        server = _PostgresServer(bin_dir)  # as root this needs the `postgres` user the package creates
         server.start()
         _execute_autocommit(server.url("postgres"), f"CREATE DATABASE {TEST_DATABASE}")
     except Exception as e:  # any failure here means: no PostgreSQL for this run
-        server.stop()
+        if server is not None:
+            server.stop()
         pytest.fail(f"could not start PostgreSQL from {bin_dir}: {e}\n{INSTALL_HINT}", pytrace=False)
     print(f"PostgreSQL started on port {server.port} in {time.monotonic() - started:.1f}s")
     try:
@@ -190,6 +204,24 @@ def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
         )
 
 
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """A fresh, empty schema of its own in the session's database, with `search_path` set to it.
+
+    For this code as good as a fresh database (nothing it does spans schemas) and about a hundred
+    times faster to make than `CREATE DATABASE`, which copies a template.
+    """
+    from sqlalchemy.engine import make_url
+
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    _execute_autocommit(postgres_url, f'CREATE SCHEMA "{name}"')
+    try:
+        url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={name}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        _execute_autocommit(postgres_url, f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
 @pytest.fixture(params=STORAGE_BACKENDS)
 def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database URL on each backend in turn."""
@@ -197,7 +229,7 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "sqlite://"
     if request.param == "sqlite-file":
         return f"sqlite:///{tmp_path / 'pbt.db'}"
-    url: str = request.getfixturevalue("fresh_postgres_url")
+    url: str = request.getfixturevalue("postgres_schema_url")
     return url
 
 

@@ -12,15 +12,23 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
-
 from pbt.v1 import pbt_service_pb2 as pb
 from pbt.v1 import pbt_service_pb2_grpc
+
 from pbt_service import converters
 from pbt_service.core.types import Measurement, Study, StudyConfig, Trial, TrialStatus
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+MAX_BACKOFF_SECONDS = 2.0
+CHANNEL_OPTIONS = (
+    # gRPC's own reconnect backoff grows to 120 s by default; keep it short so a restarted service
+    # is found again within about a second.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class PbtClient:
         self._timeout = timeout_seconds
         self._retry_seconds = retry_seconds
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self._channel = grpc.insecure_channel(address)
+        self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self._stub = pbt_service_pb2_grpc.PbtServiceStub(self._channel)
 
     def close(self) -> None:
@@ -65,20 +73,39 @@ class PbtClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def retry_seconds(self) -> float:
+        return self._retry_seconds
+
     def _call(self, method: Callable[..., R], request: object) -> R:
         """Calls with a deadline; retries UNAVAILABLE with exponential backoff and full jitter for
-        up to `retry_seconds`, then raises the last error."""
-        give_up = time.monotonic() + self._retry_seconds
+        up to `retry_seconds`, then raises the last error. A worker thus rides out a restart of
+        the service: every call of this API is safe to repeat."""
+        start = time.monotonic()
         delay = 0.05
+        failures = 0
         while True:
             try:
-                return method(request, timeout=self._timeout, metadata=self._metadata)
+                reply = method(request, timeout=self._timeout, metadata=self._metadata)
             except grpc.RpcError as error:
-                if error.code() not in RETRYABLE or time.monotonic() + delay > give_up:
+                waited = time.monotonic() - start
+                if error.code() not in RETRYABLE or waited + delay > self._retry_seconds:
+                    if failures:
+                        log.error("service at %s unreachable for %.1fs; giving up", self.address, waited)
                     raise
-                log.debug("service unavailable (%s); retrying in <= %.2fs", error.details(), delay)
+                if failures == 0:
+                    log.warning(
+                        "service at %s unreachable (%s); retrying for up to %.0fs",
+                        self.address, error.details(), self._retry_seconds,
+                    )
+                failures += 1
                 time.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                continue
+            if failures:
+                log.warning("service at %s reachable again after %.1fs", self.address,
+                            time.monotonic() - start)
+            return reply
 
     # --- studies ---
 
@@ -115,12 +142,12 @@ class PbtClient:
         request = pb.ReportMeasurementRequest(
             trial_id=trial_id, worker_id=worker_id, measurement=converters.measurement_to_proto(measurement)
         )
-        return self._call(self._stub.ReportMeasurement, request).should_stop
+        return bool(self._call(self._stub.ReportMeasurement, request).should_stop)
 
     def heartbeat(self, trial_id: int, worker_id: str) -> bool:
         """Renews the lease; returns True when the trial should stop early."""
         request = pb.HeartbeatRequest(trial_id=trial_id, worker_id=worker_id)
-        return self._call(self._stub.Heartbeat, request).should_stop
+        return bool(self._call(self._stub.Heartbeat, request).should_stop)
 
     def complete_trial(
         self,
@@ -129,7 +156,9 @@ class PbtClient:
         final_measurement: Measurement | None = None,
         failure_reason: str = "",
     ) -> Trial:
-        request = pb.CompleteTrialRequest(trial_id=trial_id, worker_id=worker_id, failure_reason=failure_reason)
+        request = pb.CompleteTrialRequest(
+            trial_id=trial_id, worker_id=worker_id, failure_reason=failure_reason
+        )
         if final_measurement is not None:
             request.final_measurement.CopyFrom(converters.measurement_to_proto(final_measurement))
         return converters.trial_from_proto(self._call(self._stub.CompleteTrial, request))
@@ -145,7 +174,8 @@ class PbtClient:
     # --- queries ---
 
     def get_trial(self, trial_id: int) -> Trial:
-        return converters.trial_from_proto(self._call(self._stub.GetTrial, pb.GetTrialRequest(trial_id=trial_id)))
+        reply = self._call(self._stub.GetTrial, pb.GetTrialRequest(trial_id=trial_id))
+        return converters.trial_from_proto(reply)
 
     def list_trials(
         self,

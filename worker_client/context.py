@@ -12,6 +12,11 @@ CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)$")
 """Checkpoints in a model directory are files or folders named `ckpt-<step>`."""
 
 
+class TrialFailure(Exception):
+    """The user's trainer or evaluator failed; the trial is reported FAILED with this message
+    and the worker goes on with the next trial."""
+
+
 @dataclass(frozen=True)
 class TrialContext:
     """A trial as the user's code sees it.
@@ -29,6 +34,7 @@ class TrialContext:
     warm_start_checkpoint_path: str | None
     model_dir: Path
     steps: int
+    worker_id: str = ""
     _stop: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     def checkpoint_path(self, step: int) -> Path:
@@ -36,8 +42,8 @@ class TrialContext:
         return self.model_dir / f"ckpt-{step:09d}"
 
     def should_stop(self) -> bool:
-        """True once the service asked for an early stop or the worker is shutting down: finish
-        the current step, write a checkpoint and return."""
+        """True once the service asked for an early stop, the trial diverged or the worker is
+        shutting down: finish the current step, write a checkpoint and return."""
         return self._stop.is_set()
 
 
@@ -45,9 +51,9 @@ Trainer = Callable[[TrialContext], None]
 Evaluator = Callable[[TrialContext, Path], Mapping[str, float]]
 
 
-def checkpoint_step(path: Path) -> int | None:
+def checkpoint_step(path: Path, pattern: re.Pattern[str] = CHECKPOINT_PATTERN) -> int | None:
     """The step encoded in a checkpoint's name, or None for other files (temporaries included)."""
-    match = CHECKPOINT_PATTERN.match(path.name)
+    match = pattern.match(path.name)
     return int(match.group(1)) if match else None
 
 

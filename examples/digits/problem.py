@@ -8,8 +8,8 @@ is not an objective, so selection never sees the test set.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,21 +39,33 @@ def study_config(
     max_generations: int = 10,
     steps_per_trial: int = STEPS_PER_TRIAL,
     seed: int = 0,
+    frozen: Collection[str] = (),
 ) -> StudyConfig:
-    """Maximize validation "accuracy" over the learning rate, optimizer, momentum (SGD only) and width."""
-    return StudyConfig(
-        parameters=(
-            ParameterSpec("learning_rate", ParameterType.FLOAT, low=1e-4, high=1e-1, scale=Scale.LOG),
-            ParameterSpec("optimizer", ParameterType.CATEGORICAL, values=("sgd", "adam")),
-            ParameterSpec(
-                "momentum",
-                ParameterType.FLOAT,
-                low=0.0,
-                high=0.99,
-                condition=Condition("optimizer", ("sgd",)),
-            ),
-            ParameterSpec("hidden_units", ParameterType.DISCRETE, values=HIDDEN_UNITS),
+    """Maximize validation "accuracy" over the learning rate, optimizer, momentum (SGD only) and width.
+
+    Parameters named in `frozen` are sampled once per lineage and inherited unchanged. The service
+    moves a DISCRETE value to a neighbour and resamples a CATEGORICAL one on every mutation, so
+    without freezing every child changes width (only the layers that still fit are restored) and
+    half of them switch optimizer (its state is dropped); `frozen=("hidden_units", "optimizer")`
+    keeps whole models and optimizer states across generations. Raises ValueError for unknown names.
+    """
+    parameters = (
+        ParameterSpec("learning_rate", ParameterType.FLOAT, low=1e-4, high=1e-1, scale=Scale.LOG),
+        ParameterSpec("optimizer", ParameterType.CATEGORICAL, values=("sgd", "adam")),
+        ParameterSpec(
+            "momentum",
+            ParameterType.FLOAT,
+            low=0.0,
+            high=0.99,
+            condition=Condition("optimizer", ("sgd",)),
         ),
+        ParameterSpec("hidden_units", ParameterType.DISCRETE, values=HIDDEN_UNITS),
+    )
+    unknown = set(frozen) - {p.name for p in parameters}
+    if unknown:
+        raise ValueError(f"frozen: unknown parameter(s) {sorted(unknown)}")
+    return StudyConfig(
+        parameters=tuple(replace(p, frozen=p.name in frozen) for p in parameters),
         objectives=(Objective("accuracy", Goal.MAXIMIZE),),
         algorithm=AlgorithmConfig(
             population_size=population_size,

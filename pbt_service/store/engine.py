@@ -31,7 +31,7 @@ class StorageSettings:
     max_attempts: int = 5
     retry_base_delay_s: float = 0.02
     retry_max_delay_s: float = 0.5
-    retry_deadline_s: float = 15.0
+    retry_deadline_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

@@ -116,13 +116,13 @@ class TrialRow(Base):
     number: Mapped[int] = mapped_column(Integer, nullable=False)
     generation: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = mapped_column(String(STATUS_LENGTH), nullable=False)
-    worker_id: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False, server_default="")
-    warm_start_checkpoint_path: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    worker_id: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False, server_default=text("''"))
+    warm_start_checkpoint_path: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
     parent_trial_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id"), nullable=True)
     initiator_parent_trial_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id"), nullable=True)
     initiated_trial_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id"), nullable=True)
     stop_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
-    status_message: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    status_message: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
     final_measurement_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     create_time: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     heartbeat_time: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
@@ -131,17 +131,20 @@ class TrialRow(Base):
     __table_args__ = (
         UniqueConstraint("study_id", "number"),
         CheckConstraint("status IN ('active', 'completed', 'stopped', 'failed')", name="status"),
-        Index("ix_trials_study_id_status_generation_number", "study_id", "status", "generation", "number"),
+        # ACTIVE trials (of a worker) by number, and status-filtered listings.
+        Index("ix_trials_study_id_status_number", "study_id", "status", "number"),
+        # Counts per generation and opponents within a window of generations.
         Index("ix_trials_study_id_generation_status", "study_id", "generation", "status"),
         Index("ix_trials_study_id_worker_id_status", "study_id", "worker_id", "status"),
-        # The initiator lookup: completed trials that have not initiated a reproduction.
+        # The initiator lookup (completed, initiated_trial_id IS NULL, oldest first) reads one
+        # index entry however long the history; a plain index serves both backends' planners.
         Index(
-            "ix_trials_uninitiated",
+            "ix_trials_initiator_lookup",
             "study_id",
+            "status",
+            "initiated_trial_id",
             "generation",
             "number",
-            sqlite_where=text("status = 'completed' AND initiated_trial_id IS NULL"),
-            postgresql_where=text("status = 'completed' AND initiated_trial_id IS NULL"),
         ),
     )
 
@@ -167,7 +170,7 @@ class MeasurementRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), nullable=False)
     step: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    checkpoint_path: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    checkpoint_path: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
     elapsed_seconds: Mapped[float] = mapped_column(Double, nullable=False, server_default=text("0"))
     create_time: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 

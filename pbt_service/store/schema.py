@@ -9,6 +9,7 @@ Concurrent starts are serialized by a transaction-scoped advisory lock on Postgr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -16,9 +17,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from pbt_service.store.engine import StorageSettings, make_engine
-from pbt_service.store.errors import SchemaOutdatedError
+from pbt_service.store.errors import SchemaOutdatedError, UnavailableError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SCHEMA_LOCK_KEY = 0x70627473636865  # pg_advisory_xact_lock key: "pbtsche"
@@ -51,41 +53,40 @@ def current_revision(engine: Engine | Connection) -> str | None:
 
 
 def upgrade(url: str | Engine) -> None:
-    """Migrates the database to the head revision (what `pbt-service migrate` runs).
+    """Creates or migrates the schema to the head revision (what `pbt-service migrate` runs).
 
-    Safe against concurrent callers (see the module docstring). Example: `upgrade("sqlite:///pbt.db")`.
+    Safe against concurrent callers (see the module docstring). Raises SchemaOutdatedError for a
+    database holding foreign tables or a revision newer than this code, UnavailableError when the
+    database cannot be reached. Example: `upgrade("postgresql://pbt@db-host/pbt")`.
     """
+    _with_engine(url, lambda engine: _ensure(engine, create=True, migrate=True))
+
+
+def ensure_schema(engine_or_url: Engine | str, *, auto_create: bool = True) -> None:
+    """Makes sure the database is at the head revision, without migrating data.
+
+    An empty database is migrated to head when `auto_create` is true. Raises SchemaOutdatedError
+    (naming `pbt-service migrate --database-url URL`) for an older revision or an empty database
+    with `auto_create=False`, and for tables without a revision or a revision this code does not
+    know; UnavailableError when the database cannot be reached.
+    """
+    _with_engine(engine_or_url, lambda engine: _ensure(engine, create=auto_create, migrate=False))
+
+
+def _with_engine(url: str | Engine, work: Callable[[Engine], None]) -> None:
     engine = url if isinstance(url, Engine) else make_engine(url, StorageSettings())
     try:
-        with engine.begin() as connection:
-            _lock(connection)
-            if current_revision(connection) != head_revision():
-                command.upgrade(alembic_config(connection), "head")
+        work(engine)
+    except (OperationalError, InterfaceError) as e:
+        raise UnavailableError(f"cannot reach database {_shown(engine)}: {e.orig or e}") from e
     finally:
         if not isinstance(url, Engine):
             engine.dispose()
 
 
-def ensure_schema(engine_or_url: Engine | str, *, auto_create: bool = True) -> None:
-    """Makes sure the database is at the head revision.
-
-    An empty database is migrated to head when `auto_create` is true. Raises SchemaOutdatedError
-    (naming `pbt-service migrate --database-url URL`) for an older revision, an empty database
-    with `auto_create=False`, tables without a revision, or a revision this code does not know.
-    """
-    if isinstance(engine_or_url, str):
-        engine = make_engine(engine_or_url, StorageSettings())
-        try:
-            _ensure(engine, auto_create)
-        finally:
-            engine.dispose()
-    else:
-        _ensure(engine_or_url, auto_create)
-
-
-def _ensure(engine: Engine, auto_create: bool) -> None:
-    url = engine.url.render_as_string(hide_password=True)
-    migrate = f"pbt-service migrate --database-url {url}"
+def _ensure(engine: Engine, *, create: bool, migrate: bool) -> None:
+    url = _shown(engine)
+    command_line = f"pbt-service migrate --database-url {url}"
     head = head_revision()
     with engine.begin() as connection:
         _lock(connection)
@@ -96,22 +97,27 @@ def _ensure(engine: Engine, auto_create: bool) -> None:
             existing = set(inspect(connection).get_table_names()) & set(TABLES)
             if existing:
                 raise SchemaOutdatedError(
-                    f"database {url} has tables {sorted(existing)} but no schema revision; "
-                    f"it was not created by pbt-service (run `{migrate}` only on a database it made)"
+                    f"database {url} has tables {sorted(existing)} but no pbt-service schema revision; "
+                    "use an empty database"
                 )
-            if not auto_create:
-                raise SchemaOutdatedError(f"database {url} has no schema; run `{migrate}`")
-            command.upgrade(alembic_config(connection), "head")
-            return
-        known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-        if current not in known:
+            if not create:
+                raise SchemaOutdatedError(f"database {url} has no schema; run `{command_line}`")
+        elif current not in {
+            script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()
+        }:
             raise SchemaOutdatedError(
                 f"database {url} is at schema revision {current}, which this pbt-service version does "
                 f"not know (its newest is {head}); upgrade pbt-service"
             )
-        raise SchemaOutdatedError(
-            f"database {url} is at schema revision {current}, older than {head}; run `{migrate}`"
-        )
+        elif not migrate:
+            raise SchemaOutdatedError(
+                f"database {url} is at schema revision {current}, older than {head}; run `{command_line}`"
+            )
+        command.upgrade(alembic_config(connection), "head")
+
+
+def _shown(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
 
 
 def _lock(connection: Connection) -> None:

@@ -33,6 +33,8 @@ from pbt_service.store.errors import UnavailableError
 from pbt_service.store.schema import ensure_schema
 from pbt_service.store.sql_transaction import SqlTransaction
 
+__all__ = ["SqlStorage", "StorageSettings", "TransientDatabaseError"]
+
 T = TypeVar("T")
 
 

@@ -7,11 +7,11 @@ loaded with one `IN (...)` query per table (chunked), never one query per trial.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import func, literal_column, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -43,6 +43,7 @@ CHUNK = 500
 
 LEASE_EXPIRED = "lease expired"
 _LIVE = (TrialStatus.ACTIVE.value, TrialStatus.COMPLETED.value)
+_COUNTED = tuple(s.value for s in TrialStatus if s is not TrialStatus.STOPPED)  # an index range, unlike !=
 K = TypeVar("K")
 
 
@@ -123,18 +124,19 @@ class SqlTransaction(Transaction):
         live_zero = self._count(
             TrialRow.study_id == study_id, TrialRow.generation == 0, TrialRow.status.in_(_LIVE)
         )
-        counted = self._count(TrialRow.study_id == study_id, TrialRow.status != TrialStatus.STOPPED.value)
-        # Literal status so SQLite can match the partial index ix_trials_uninitiated.
+        counted = self._count(TrialRow.study_id == study_id, TrialRow.status.in_(_COUNTED))
         query = select(TrialRow).where(
             TrialRow.study_id == study_id,
-            TrialRow.status == literal_column("'completed'"),
+            TrialRow.status == TrialStatus.COMPLETED.value,
             TrialRow.initiated_trial_id.is_(None),
         )
         max_generations = config.algorithm.max_generations
         if max_generations > 0:
             query = query.where(TrialRow.generation < max_generations - 1)
+        # initiated_trial_id (NULL in every row here) leads the ORDER BY so that PostgreSQL sees
+        # the order of ix_trials_initiator_lookup and reads one entry instead of sorting.
         initiator_row = self._session.scalars(
-            query.order_by(TrialRow.generation, TrialRow.number).limit(1)
+            query.order_by(TrialRow.initiated_trial_id, TrialRow.generation, TrialRow.number).limit(1)
         ).one_or_none()
         if initiator_row is None:
             return PopulationView(live_in_generation_zero=live_zero, trials_counted=counted)
@@ -153,13 +155,15 @@ class SqlTransaction(Transaction):
             )
             .order_by(TrialRow.generation, TrialRow.number)
         ).all()
-        (initiator,) = self._trials([initiator_row], study, with_measurements=True)
+        initiator, *opponents = self._trials(
+            [initiator_row, *opponent_rows], study, with_measurements={initiator_row.id}
+        )
         return PopulationView(
             live_in_generation_zero=live_zero,
             trials_counted=counted,
             initiator=initiator,
             initiator_generation_size=generation_size,
-            opponents=tuple(self._trials(opponent_rows, study, with_measurements=False)),
+            opponents=tuple(opponents),
         )
 
     def create_trial(self, study: str, proposal: TrialProposal, worker_id: str, now: datetime) -> Trial:
@@ -414,33 +418,40 @@ class SqlTransaction(Transaction):
             self._session.flush()
         return measurement_id
 
-    def _trials(self, rows: Sequence[TrialRow], study: str, *, with_measurements: bool) -> list[Trial]:
-        """Domain trials for `rows`, with params and measurements loaded in batches."""
+    def _trials(
+        self, rows: Sequence[TrialRow], study: str, *, with_measurements: bool | Collection[int]
+    ) -> list[Trial]:
+        """Domain trials for `rows`, with params and measurements loaded in batches.
+
+        `with_measurements` is a bool for all rows or the ids of the rows that get all their
+        measurements; the others carry only their final measurement.
+        """
         if not rows:
             return []
         ids = [row.id for row in rows]
+        full = set(ids) if with_measurements is True else set(with_measurements or ())
         params: dict[int, dict[str, ParamValue]] = {i: {} for i in ids}
         for param in self._in(TrialParamRow, TrialParamRow.trial_id, ids):
             params[param.trial_id][param.name] = _param_value(param)
-        if with_measurements:
-            measurement_rows = self._in(MeasurementRow, MeasurementRow.trial_id, ids)
-        else:
-            final_ids = [row.final_measurement_id for row in rows if row.final_measurement_id is not None]
-            measurement_rows = self._in(MeasurementRow, MeasurementRow.id, final_ids)
+        final_ids = [
+            r.final_measurement_id for r in rows if r.id not in full and r.final_measurement_id is not None
+        ]
+        measurement_rows = self._in(MeasurementRow, MeasurementRow.trial_id, [i for i in ids if i in full])
+        measurement_rows += self._in(MeasurementRow, MeasurementRow.id, final_ids)
         metrics: dict[int, dict[str, float]] = {m.id: {} for m in measurement_rows}
         for metric in self._in(MeasurementMetricRow, MeasurementMetricRow.measurement_id, list(metrics)):
             metrics[metric.measurement_id][metric.name] = metric.value
         by_id = {m.id: _measurement(m, metrics[m.id]) for m in measurement_rows}
-        by_trial: dict[int, list[tuple[int, Measurement]]] = {i: [] for i in ids}
-        if with_measurements:
-            for m in measurement_rows:
-                by_trial[m.trial_id].append((m.step, by_id[m.id]))
+        by_trial: dict[int, list[MeasurementRow]] = {i: [] for i in ids}
+        for m in measurement_rows:
+            if m.trial_id in full:
+                by_trial[m.trial_id].append(m)
         return [
             _trial(
                 row,
                 study,
                 params[row.id],
-                tuple(m for _, m in sorted(by_trial[row.id], key=lambda pair: pair[0])),
+                (by_id[m.id] for m in sorted(by_trial[row.id], key=lambda m: m.step)),
                 by_id.get(row.final_measurement_id) if row.final_measurement_id is not None else None,
             )
             for row in rows

@@ -75,3 +75,12 @@ def test_same_trial_is_reproducible(run_trial: RunTrial) -> None:
     other = run_trial(digits.train, digits.evaluate, ADAM, steps=20, trial_id=8)
     assert first.final_metrics == second.final_metrics
     assert first.final_metrics != other.final_metrics
+
+
+def test_frozen_names_freeze_exactly_those_parameters() -> None:
+    config = digits.study_config(frozen=("hidden_units", "optimizer"))
+    validate_config(config)
+    assert {p.name for p in config.parameters if p.frozen} == {"hidden_units", "optimizer"}
+    assert not any(p.frozen for p in digits.study_config().parameters)
+    with pytest.raises(ValueError, match="width"):
+        digits.study_config(frozen=("width",))

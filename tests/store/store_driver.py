@@ -6,7 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 from pbt_service.core.types import (
     AlgorithmConfig,
+    Comparison,
+    Condition,
+    Goal,
     Measurement,
+    MedianStopping,
     Objective,
     ParameterSpec,
     ParameterType,
@@ -29,6 +33,31 @@ CONFIG = StudyConfig(
     ),
     objectives=(Objective(METRIC),),
     algorithm=AlgorithmConfig(population_size=4, opponent_generations=2, seed=7),
+)
+
+# Every kind of field set away from its default, for round-trip tests.
+FULL_CONFIG = StudyConfig(
+    parameters=(
+        ParameterSpec("lr", ParameterType.FLOAT, low=1e-5, high=0.1, scale=Scale.LOG),
+        ParameterSpec("layers", ParameterType.INTEGER, low=1, high=6, frozen=True),
+        ParameterSpec("dropout", ParameterType.DISCRETE, values=(0.0, 0.25, 0.5)),
+        ParameterSpec("optimizer", ParameterType.CATEGORICAL, values=("adam", "sgd")),
+        ParameterSpec(
+            "momentum", ParameterType.FLOAT, low=0.0, high=0.99, condition=Condition("optimizer", ("sgd",))
+        ),
+    ),
+    objectives=(Objective("accuracy"), Objective("loss", Goal.MINIMIZE)),
+    comparison=Comparison.PARETO,
+    algorithm=AlgorithmConfig(
+        population_size=8,
+        opponent_generations=3,
+        perturbation_factors=(0.5, 2.0),
+        max_generations=10,
+        max_trials=100,
+        steps_per_trial=1000,
+        seed=2**40,
+        median_stopping=MedianStopping(enabled=True, min_completed_trials=5, min_measurements=2),
+    ),
 )
 
 

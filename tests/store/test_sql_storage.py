@@ -11,50 +11,21 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from pbt_service.core.types import (
-    AlgorithmConfig,
-    Comparison,
-    Condition,
     Goal,
     Measurement,
-    MedianStopping,
     Objective,
-    ParameterSpec,
-    ParameterType,
-    Scale,
+    ParamValue,
     StudyConfig,
     StudyState,
     TrialProposal,
     TrialStatus,
 )
+from pbt_service.store import schema
 from pbt_service.store.base import Transaction, iterate_all_trials
 from pbt_service.store.engine import StorageSettings
 from pbt_service.store.errors import AlreadyExistsError, NotFoundError, UnavailableError
 from pbt_service.store.sql_storage import SqlStorage, TransientDatabaseError
-from tests.store.store_driver import CONFIG, METRIC, NOW, StoreDriver
-
-FULL_CONFIG = StudyConfig(
-    parameters=(
-        ParameterSpec("lr", ParameterType.FLOAT, low=1e-5, high=0.1, scale=Scale.LOG),
-        ParameterSpec("layers", ParameterType.INTEGER, low=1, high=6, frozen=True),
-        ParameterSpec("dropout", ParameterType.DISCRETE, values=(0.0, 0.25, 0.5)),
-        ParameterSpec("optimizer", ParameterType.CATEGORICAL, values=("adam", "sgd")),
-        ParameterSpec(
-            "momentum", ParameterType.FLOAT, low=0.0, high=0.99, condition=Condition("optimizer", ("sgd",))
-        ),
-    ),
-    objectives=(Objective("accuracy"), Objective("loss", Goal.MINIMIZE)),
-    comparison=Comparison.PARETO,
-    algorithm=AlgorithmConfig(
-        population_size=8,
-        opponent_generations=3,
-        perturbation_factors=(0.5, 2.0),
-        max_generations=10,
-        max_trials=100,
-        steps_per_trial=1000,
-        seed=2**40,
-        median_stopping=MedianStopping(enabled=True, min_completed_trials=5, min_measurements=2),
-    ),
-)
+from tests.store.store_driver import CONFIG, FULL_CONFIG, METRIC, NOW, StoreDriver
 
 
 class TestStudies:
@@ -139,7 +110,7 @@ class TestTrials:
 
     def test_params_keep_their_types(self, driver: StoreDriver) -> None:
         driver.study()
-        hparams = {
+        hparams: dict[str, ParamValue] = {
             "lr": 0.1,
             "whole_float": 1.0,
             "tiny": 1e-300,
@@ -510,8 +481,10 @@ def test_unreachable_postgres_is_unavailable_quickly() -> None:
         port = sock.getsockname()[1]
     url = f"postgresql://postgres@127.0.0.1:{port}/none"
     started = time.monotonic()
-    with pytest.raises(UnavailableError, match="cannot use database"):
+    with pytest.raises(UnavailableError, match="cannot reach database"):
         SqlStorage.from_url(url)
+    with pytest.raises(UnavailableError, match="cannot reach database"):
+        schema.upgrade(url)
     storage = SqlStorage.from_url(
         url, StorageSettings(max_attempts=3, retry_base_delay_s=0.01), check_schema=False
     )

@@ -17,8 +17,6 @@ down_revision: str | None = None
 branch_labels: str | None = None
 depends_on: str | None = None
 
-_UNINITIATED = "status = 'completed' AND initiated_trial_id IS NULL"
-
 
 def upgrade() -> None:
     op.create_table(
@@ -42,13 +40,13 @@ def upgrade() -> None:
         sa.Column("number", sa.Integer(), nullable=False),
         sa.Column("generation", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("worker_id", sa.String(256), server_default="", nullable=False),
-        sa.Column("warm_start_checkpoint_path", sa.Text(), server_default="", nullable=False),
+        sa.Column("worker_id", sa.String(256), server_default=sa.text("''"), nullable=False),
+        sa.Column("warm_start_checkpoint_path", sa.Text(), server_default=sa.text("''"), nullable=False),
         sa.Column("parent_trial_id", sa.Integer(), nullable=True),
         sa.Column("initiator_parent_trial_id", sa.Integer(), nullable=True),
         sa.Column("initiated_trial_id", sa.Integer(), nullable=True),
         sa.Column("stop_requested", sa.Boolean(), server_default=sa.text("false"), nullable=False),
-        sa.Column("status_message", sa.Text(), server_default="", nullable=False),
+        sa.Column("status_message", sa.Text(), server_default=sa.text("''"), nullable=False),
         sa.Column("final_measurement_id", sa.Integer(), nullable=True),
         sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("heartbeat_time", sa.DateTime(timezone=True), nullable=True),
@@ -67,19 +65,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_trials"),
         sa.UniqueConstraint("study_id", "number", name="uq_trials_study_id_number"),
     )
-    op.create_index(
-        "ix_trials_study_id_status_generation_number",
-        "trials",
-        ["study_id", "status", "generation", "number"],
-    )
+    op.create_index("ix_trials_study_id_status_number", "trials", ["study_id", "status", "number"])
     op.create_index("ix_trials_study_id_generation_status", "trials", ["study_id", "generation", "status"])
     op.create_index("ix_trials_study_id_worker_id_status", "trials", ["study_id", "worker_id", "status"])
     op.create_index(
-        "ix_trials_uninitiated",
+        "ix_trials_initiator_lookup",
         "trials",
-        ["study_id", "generation", "number"],
-        sqlite_where=sa.text(_UNINITIATED),
-        postgresql_where=sa.text(_UNINITIATED),
+        ["study_id", "status", "initiated_trial_id", "generation", "number"],
     )
     op.create_table(
         "trial_params",
@@ -100,7 +92,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("trial_id", sa.Integer(), nullable=False),
         sa.Column("step", sa.BigInteger(), nullable=False),
-        sa.Column("checkpoint_path", sa.Text(), server_default="", nullable=False),
+        sa.Column("checkpoint_path", sa.Text(), server_default=sa.text("''"), nullable=False),
         sa.Column("elapsed_seconds", sa.Double(), server_default=sa.text("0"), nullable=False),
         sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -128,9 +120,9 @@ def downgrade() -> None:
     op.drop_table("measurement_metrics")
     op.drop_table("measurements")
     op.drop_table("trial_params")
-    op.drop_index("ix_trials_uninitiated", table_name="trials")
+    op.drop_index("ix_trials_initiator_lookup", table_name="trials")
     op.drop_index("ix_trials_study_id_worker_id_status", table_name="trials")
     op.drop_index("ix_trials_study_id_generation_status", table_name="trials")
-    op.drop_index("ix_trials_study_id_status_generation_number", table_name="trials")
+    op.drop_index("ix_trials_study_id_status_number", table_name="trials")
     op.drop_table("trials")
     op.drop_table("studies")

@@ -1,0 +1,11 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY protos ./protos
+COPY pbt_service ./pbt_service
+COPY worker_client ./worker_client
+COPY examples ./examples
+RUN pip install --no-cache-dir .
+EXPOSE 50051
+ENTRYPOINT []
+CMD ["pbt-service", "serve", "--port", "50051"]

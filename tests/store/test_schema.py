@@ -1,0 +1,193 @@
+"""Migrations: the migrated schema equals the models, old schemas are refused, concurrent starts are safe."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+
+from pbt_service.store import schema
+from pbt_service.store.engine import make_engine
+from pbt_service.store.errors import SchemaOutdatedError
+from pbt_service.store.models import Base
+from pbt_service.store.sql_storage import SqlStorage
+
+MIGRATE = "pbt-service migrate --database-url"
+REPO = Path(__file__).resolve().parents[2]
+SECOND_REVISION = '''"""Test-only revision on top of the shipped ones."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "9001"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("test_extra", sa.Column("id", sa.Integer(), primary_key=True))
+
+
+def downgrade() -> None:
+    op.drop_table("test_extra")
+'''
+
+
+@pytest.fixture(params=["sqlite-file", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def file_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database that outlives one engine (not in-memory SQLite)."""
+    if request.param == "sqlite-file":
+        return f"sqlite:///{tmp_path / 'schema.db'}"
+    url: str = request.getfixturevalue("fresh_postgres_url")
+    return url
+
+
+def schema_diff(engine: Engine) -> list[Any]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
+        return list(compare_metadata(context, Base.metadata))
+
+
+def tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_migrated_schema_equals_models(storage: SqlStorage) -> None:
+    assert schema.current_revision(storage.engine) == schema.head_revision()
+    assert schema_diff(storage.engine) == []
+
+
+def test_upgrade_downgrade_upgrade(file_url: str) -> None:
+    schema.upgrade(file_url)
+    schema.upgrade(file_url)  # already at head: nothing to do
+    engine = make_engine(file_url)
+    try:
+        assert schema.current_revision(engine) == schema.head_revision()
+        assert set(schema.TABLES) <= set(inspect(engine).get_table_names())
+        with engine.begin() as connection:
+            command.downgrade(schema.alembic_config(connection), "base")
+        assert schema.current_revision(engine) is None
+        assert not set(schema.TABLES) & set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    schema.ensure_schema(file_url)
+    assert set(schema.TABLES) <= tables(file_url)
+
+
+def test_outdated_schema_names_the_command(
+    file_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema.upgrade(file_url)
+    newer = tmp_path / "migrations"
+    shutil.copytree(schema.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
+    (newer / "versions" / "9001_extra.py").write_text(SECOND_REVISION.format(head=schema.head_revision()))
+    monkeypatch.setattr(schema, "MIGRATIONS_DIR", newer)
+    assert schema.head_revision() == "9001"
+    with pytest.raises(SchemaOutdatedError, match="older than 9001") as caught:
+        schema.ensure_schema(file_url)
+    message = str(caught.value)
+    assert MIGRATE in message and file_url.split("/")[-1] in message
+    with pytest.raises(SchemaOutdatedError, match=MIGRATE):
+        SqlStorage.from_url(file_url)
+    schema.upgrade(file_url)
+    schema.ensure_schema(file_url, auto_create=False)
+    assert "test_extra" in tables(file_url)
+
+
+def test_empty_database_without_auto_create(storage_url: str) -> None:
+    with pytest.raises(SchemaOutdatedError, match=f"no schema; run `{MIGRATE}"):
+        schema.ensure_schema(storage_url, auto_create=False)
+    with pytest.raises(SchemaOutdatedError, match=MIGRATE):
+        SqlStorage.from_url(storage_url, auto_create=False)
+
+
+def test_tables_without_revision_are_refused(file_url: str) -> None:
+    engine = make_engine(file_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE studies (id INTEGER PRIMARY KEY)"))
+        with pytest.raises(
+            SchemaOutdatedError, match="no pbt-service schema revision; use an empty database"
+        ):
+            schema.ensure_schema(engine)
+        with pytest.raises(SchemaOutdatedError, match="use an empty database"):
+            schema.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def test_unknown_revision_is_refused(file_url: str) -> None:
+    schema.upgrade(file_url)
+    engine = make_engine(file_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
+        with pytest.raises(
+            SchemaOutdatedError, match="revision ffff, which this pbt-service version does not know"
+        ):
+            schema.ensure_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_ensure_schema_threads(file_url: str) -> None:
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            SqlStorage.from_url(file_url).close()
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    engine = make_engine(file_url)
+    try:
+        assert schema.current_revision(engine) == schema.head_revision()
+        assert schema_diff(engine) == []
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_concurrent_ensure_schema_processes(fresh_postgres_url: str) -> None:
+    code = "import sys; from pbt_service.store.schema import ensure_schema; ensure_schema(sys.argv[1])"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, fresh_postgres_url], cwd=REPO, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    failures = []
+    for process in processes:
+        _, stderr = process.communicate(timeout=60)
+        if process.returncode != 0:
+            failures.append(stderr)
+    assert failures == []
+    engine = make_engine(fresh_postgres_url)
+    try:
+        assert schema.current_revision(engine) == schema.head_revision()
+    finally:
+        engine.dispose()
