@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         _report(client, study.name)
 
 
-def _show(client: PbtClient, study: str, bar: tqdm) -> None:  # type: ignore[type-arg]
+def _show(client: PbtClient, study: str, bar: tqdm) -> None:
     trials = client.list_trials(study, with_measurements=False)
     done = [t for t in trials if t.status is TrialStatus.COMPLETED]
     running = sum(t.status is TrialStatus.ACTIVE for t in trials)
@@ -69,8 +69,9 @@ def _report(client: PbtClient, study_name: str) -> None:
     winner = top[0]
     assert winner.final_measurement is not None
     metrics = winner.final_measurement.metrics
+    test_accuracy = metrics.get("test_accuracy", float("nan"))
     print(f"\nbest trial {winner.id} (generation {winner.generation}): "
-          f"fitness accuracy={metrics['accuracy']:.4f}, held-out test accuracy={metrics.get('test_accuracy', float('nan')):.4f}")
+          f"fitness accuracy={metrics['accuracy']:.4f}, held-out test accuracy={test_accuracy:.4f}")
     print(f"checkpoint: {winner.final_measurement.checkpoint_path}")
     print("hyperparameter schedule (root first):")
     print(format_schedule(trial_schedule(client, winner)))

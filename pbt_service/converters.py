@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-
 from pbt.v1 import study_pb2, trial_pb2
+
 from pbt_service.core.types import (
     AlgorithmConfig,
     Comparison,
@@ -32,31 +33,38 @@ from pbt_service.core.types import (
     TrialStatus,
 )
 
-_GOALS = {study_pb2.MAXIMIZE: Goal.MAXIMIZE, study_pb2.MINIMIZE: Goal.MINIMIZE}
-_COMPARISONS = {
+_GOALS: dict[int, Goal] = {study_pb2.MAXIMIZE: Goal.MAXIMIZE, study_pb2.MINIMIZE: Goal.MINIMIZE}
+_COMPARISONS: dict[int, Comparison] = {
     study_pb2.FITNESS_COMPARISON_UNSPECIFIED: Comparison.LEXICOGRAPHIC,
     study_pb2.LEXICOGRAPHIC: Comparison.LEXICOGRAPHIC,
     study_pb2.PARETO: Comparison.PARETO,
 }
-_STATUSES = {
+_STATUSES: dict[int, TrialStatus] = {
     trial_pb2.ACTIVE: TrialStatus.ACTIVE,
     trial_pb2.COMPLETED: TrialStatus.COMPLETED,
     trial_pb2.STOPPED: TrialStatus.STOPPED,
     trial_pb2.FAILED: TrialStatus.FAILED,
 }
-_STUDY_STATES = {study_pb2.STUDY_ACTIVE: StudyState.ACTIVE, study_pb2.STUDY_DONE: StudyState.DONE}
+_STUDY_STATES: dict[int, StudyState] = {
+    study_pb2.STUDY_ACTIVE: StudyState.ACTIVE,
+    study_pb2.STUDY_DONE: StudyState.DONE,
+}
 DEFAULTS = AlgorithmConfig()
 
 
-def _invert(table: Mapping[int, object]) -> dict[object, int]:
-    inverted: dict[object, int] = {}
+def _invert(table: Mapping[int, object]) -> dict[Any, Any]:
+    """Domain enum -> proto enum number (the first proto value wins where two map to one)."""
+    inverted: dict[Any, Any] = {}
     for key, value in table.items():
         inverted.setdefault(value, key)
     return inverted
 
 
 _GOALS_TO = _invert(_GOALS)
-_COMPARISONS_TO = {Comparison.LEXICOGRAPHIC: study_pb2.LEXICOGRAPHIC, Comparison.PARETO: study_pb2.PARETO}
+_COMPARISONS_TO: dict[Comparison, Any] = {
+    Comparison.LEXICOGRAPHIC: study_pb2.LEXICOGRAPHIC,
+    Comparison.PARETO: study_pb2.PARETO,
+}
 _STATUSES_TO = _invert(_STATUSES)
 _STUDY_STATES_TO = _invert(_STUDY_STATES)
 

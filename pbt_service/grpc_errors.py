@@ -40,6 +40,7 @@ def abort(context: grpc.ServicerContext, error: BaseException) -> NoReturn:
             context.abort(code, str(error))
     log.exception("unexpected error", exc_info=error)
     context.abort(grpc.StatusCode.INTERNAL, "internal error; see the service log")
+    raise RuntimeError("context.abort returned")  # grpc's abort always raises
 
 
 def rpc_errors(method: F) -> F:

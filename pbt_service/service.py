@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import grpc
-
 from pbt.v1 import pbt_service_pb2 as pb
 from pbt.v1 import pbt_service_pb2_grpc, study_pb2, trial_pb2
+
 from pbt_service import converters, validation
 from pbt_service.core import early_stopping, evolution
 from pbt_service.core.search_space import validate_config

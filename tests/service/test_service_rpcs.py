@@ -6,9 +6,9 @@ import math
 
 import grpc
 import pytest
-
 from pbt.v1 import pbt_service_pb2 as pb
 from pbt.v1 import study_pb2
+
 from pbt_service import converters
 from pbt_service.core.types import Measurement, StudyState, TrialStatus
 from tests.service.conftest import FakeClock, simple_config

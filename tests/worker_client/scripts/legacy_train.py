@@ -16,7 +16,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--h", type=float, required=True)
 parser.add_argument("--init", default="")
 parser.add_argument("--out", required=True)
-parser.add_argument("--checkpoints", type=int, default=2)
+parser.add_argument("--checkpoints", type=int, default=2, help="how many (or $FAKE_CHECKPOINTS)")
 parser.add_argument("--sleep", type=float, default=0.0, help="seconds before each checkpoint (or $FAKE_SLEEP)")
 parser.add_argument("--crash-once", default="", help="marker file: crash (exit 3) unless it exists")
 parser.add_argument("--write-to", default="", help="write checkpoints here instead of --out")
@@ -26,6 +26,7 @@ parser.add_argument("extras", nargs="*", help="ignored; recorded with --record")
 args = parser.parse_args()
 out = Path(args.write_to or args.out)
 sleep = float(os.environ.get("FAKE_SLEEP", args.sleep))
+checkpoints = int(os.environ.get("FAKE_CHECKPOINTS", args.checkpoints))
 
 
 def on_sigterm(signum, frame):
@@ -49,7 +50,7 @@ value, step = 0.0, 0
 if args.init:
     state = json.loads(Path(args.init).read_text())
     value, step = state["value"], state["step"]
-for _ in range(args.checkpoints):
+for _ in range(checkpoints):
     time.sleep(sleep)
     step += 5
     value += args.h - 0.5 * args.h**2

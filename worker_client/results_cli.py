@@ -1,0 +1,92 @@
+"""`pbt-results`: read a study back — best trials, a trial's lineage and schedule, replay.
+
+Examples:
+    pbt-results --service localhost:50051 studies
+    pbt-results --service localhost:50051 best digits --top 5
+    pbt-results --service localhost:50051 schedule 123 --save best-schedule.json
+    pbt-results replay best-schedule.json --trainer examples.digits:train --evaluator examples.digits:evaluate
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from worker_client.client import PbtClient
+from worker_client.replay import load_schedule, replay, save_schedule
+from worker_client.results import best, format_schedule, trial_schedule
+
+
+def load_callable(spec: str) -> Any:
+    """`package.module:function` -> the function; raises ValueError naming the spec."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{spec!r}: expected 'package.module:function'")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"{spec!r}: {error}") from error
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="pbt-results", description=__doc__.splitlines()[0])
+    root.add_argument("--service", default="localhost:50051", help="service address (default %(default)s)")
+    commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser("studies", help="list studies")
+    top = commands.add_parser("best", help="the best completed trials of a study")
+    top.add_argument("study")
+    top.add_argument("--top", type=int, default=5)
+    sched = commands.add_parser("schedule", help="a trial's lineage and hyperparameter schedule")
+    sched.add_argument("trial_id", type=int)
+    sched.add_argument("--save", type=Path, help="write the schedule as JSON for replay")
+    rep = commands.add_parser("replay", help="re-train along a saved schedule (no service needed)")
+    rep.add_argument("schedule", type=Path)
+    rep.add_argument("--trainer", required=True, help="package.module:function")
+    rep.add_argument("--evaluator", required=True, help="package.module:function")
+    rep.add_argument("--workdir", type=Path, default=Path("replay"))
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "replay":
+            results = replay(load_schedule(args.schedule), load_callable(args.trainer),
+                             load_callable(args.evaluator), args.workdir)
+            for step, metrics in results:
+                print(f"step {step}: {json.dumps(metrics)}")
+            return 0
+        with PbtClient(args.service) as client:
+            if args.command == "studies":
+                for study in client.list_studies():
+                    print(f"{study.name}\t{study.state.value}\t{study.trial_count} trials")
+            elif args.command == "best":
+                study = client.get_study(args.study)
+                for trial in best(client, study, args.top):
+                    metrics = trial.final_measurement.metrics if trial.final_measurement else {}
+                    print(f"trial {trial.id}\tgeneration {trial.generation}\t{json.dumps(metrics)}\t"
+                          f"{json.dumps(dict(trial.hparams))}")
+            else:
+                segments = trial_schedule(client, client.get_trial(args.trial_id))
+                print(format_schedule(segments))
+                if args.save:
+                    save_schedule(segments, args.save)
+                    print(f"saved to {args.save}")
+        return 0
+    except grpc.RpcError as error:
+        print(f"pbt-results: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"pbt-results: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
