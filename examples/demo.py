@@ -1,35 +1,42 @@
-"""The main job: the service on its embedded SQLite default, local workers training the digits MLP
-with PBT, live progress, and at the end the best trial, its fitness and its hyperparameter schedule.
+"""The main job: the service on its embedded SQLite default, local workers training an example
+(the digits MLP by default) with PBT, live progress, and at the end the best trial, its fitness and
+its hyperparameter schedule.
 
     python -m examples.demo --workers 4 --population 8 --generations 10
+    python -m examples.demo --example toy --population 10 --generations 20
+    python -m examples.demo --example noisy_quadratic --population 10 --generations 40
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import threading
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
-from examples.digits import problem
-from pbt_service.core.types import TrialStatus
+from pbt_service.core.fitness import best_trials
+from pbt_service.core.types import StudyConfig, TrialStatus
 from pbt_service.local import LocalService
 from worker_client import PbtClient, run_workers
 from worker_client.results import best, format_schedule, trial_schedule
 
+EXAMPLES = ("digits", "toy", "noisy_quadratic")
+
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    problem = importlib.import_module(f"examples.{args.example}.problem")
     root = Path(args.workdir)
     root.mkdir(parents=True, exist_ok=True)
     database = args.database_url or f"sqlite:///{root / 'pbt.db'}"
     config = problem.study_config(
         population_size=args.population, max_generations=args.generations,
-        steps_per_trial=args.steps, seed=args.seed,
+        **({"steps_per_trial": args.steps} if args.steps else {}), seed=args.seed,
     )
-    study_name = args.study or f"digits-{time.strftime('%Y%m%d-%H%M%S')}"
+    study_name = args.study or f"{args.example}-{time.strftime('%Y%m%d-%H%M%S')}"
     total = args.population * args.generations
     with LocalService(database) as service, PbtClient(service.address) as client:
         study = client.create_study(study_name, config, exist_ok=True)
@@ -37,27 +44,28 @@ def main(argv: list[str] | None = None) -> None:
               f"{args.population}, {args.generations} generations, {args.workers} workers")
         workers = threading.Thread(
             target=run_workers,
-            args=(service.address, study.name, problem.train, problem.evaluate, args.workers, root / "checkpoints"),
+            args=(service.address, study.name, problem.train, problem.evaluate, args.workers,
+                  root / "checkpoints"),
         )
         workers.start()
         with tqdm(total=total, unit="trial", dynamic_ncols=True) as bar:
             while workers.is_alive():
                 workers.join(timeout=1.0)
-                _show(client, study.name, bar)
-            _show(client, study.name, bar)
+                _show(client, study.name, config, bar)
+            _show(client, study.name, config, bar)
         _report(client, study.name)
 
 
-def _show(client: PbtClient, study: str, bar: tqdm) -> None:
+def _show(client: PbtClient, study: str, config: StudyConfig, bar: tqdm) -> None:
     trials = client.list_trials(study, with_measurements=False)
     done = [t for t in trials if t.status is TrialStatus.COMPLETED]
     running = sum(t.status is TrialStatus.ACTIVE for t in trials)
-    scores = [t.final_measurement.metrics.get("accuracy", 0.0) for t in done if t.final_measurement]
     bar.update(len(done) - bar.n)
-    bar.set_postfix(
-        generation=max((t.generation for t in trials), default=0), running=running,
-        best_accuracy=f"{max(scores, default=0.0):.4f}",
-    )
+    top = best_trials(done, config.objectives, config.comparison)
+    metric = config.objectives[0].metric
+    score = top[0].final_measurement.metrics[metric] if top and top[0].final_measurement else float("nan")
+    bar.set_postfix({"generation": max((t.generation for t in trials), default=0), "running": running,
+                     f"best {metric}": f"{score:.4g}"})
 
 
 def _report(client: PbtClient, study_name: str) -> None:
@@ -68,10 +76,13 @@ def _report(client: PbtClient, study_name: str) -> None:
         return
     winner = top[0]
     assert winner.final_measurement is not None
-    metrics = winner.final_measurement.metrics
-    test_accuracy = metrics.get("test_accuracy", float("nan"))
-    print(f"\nbest trial {winner.id} (generation {winner.generation}): "
-          f"fitness accuracy={metrics['accuracy']:.4f}, held-out test accuracy={test_accuracy:.4f}")
+    fitness = ", ".join(f"{o.metric}={winner.final_measurement.metrics[o.metric]:.4g}" for o in study.config.objectives)
+    others = ", ".join(
+        f"{name}={value:.4g}" for name, value in winner.final_measurement.metrics.items()
+        if name not in {o.metric for o in study.config.objectives}
+    )
+    print(f"\nbest trial {winner.id} (generation {winner.generation}): fitness {fitness}"
+          + (f"; also reported: {others}" if others else ""))
     print(f"checkpoint: {winner.final_measurement.checkpoint_path}")
     print("hyperparameter schedule (root first):")
     print(format_schedule(trial_schedule(client, winner)))
@@ -82,11 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--generations", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=problem.STEPS_PER_TRIAL, help="training steps per trial")
+    parser.add_argument("--example", choices=EXAMPLES, default="digits", help="what to train (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=0, help="training steps per trial (default: the example's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default="runs/demo", help="database and checkpoints go here")
     parser.add_argument("--database-url", default=None, help="default: sqlite:///<workdir>/pbt.db")
-    parser.add_argument("--study", default=None, help="study name (default: digits-<time>)")
+    parser.add_argument("--study", default=None, help="study name (default: <example>-<time>)")
     return parser
 
 
