@@ -76,7 +76,7 @@ class Heartbeat(threading.Thread):
 
 
 class ContinuousEvaluation(threading.Thread):
-    """Evaluates new checkpoints in step order and reports each one.
+    """Evaluates new checkpoints in step order and reports each one, until the trial diverges.
 
     A checkpoint is evaluated once the trainer is done or once it has not changed for
     `settle_seconds` (for trainers that do not write atomically). With `keep_checkpoints`, older
@@ -112,6 +112,7 @@ class ContinuousEvaluation(threading.Thread):
         self.error: BaseException | None = None
         self.reports = 0
         self.last: Measurement | None = None
+        self.diverged = False
         self._seen: set[int] = set()
         self._evaluated: list[Path] = []
         self._signatures: dict[Path, tuple[tuple[int, int], float]] = {}
@@ -119,7 +120,7 @@ class ContinuousEvaluation(threading.Thread):
 
     def run(self) -> None:
         try:
-            while not self._shutting_down():
+            while not self._shutting_down() and not self.diverged:
                 finished = self.trainer_done.is_set()
                 self._evaluate_new(final=finished)
                 if finished:
@@ -138,7 +139,7 @@ class ContinuousEvaluation(threading.Thread):
 
     def _evaluate_new(self, final: bool) -> None:
         for step, path in self._pending():
-            if self._shutting_down() or not (final or self._settled(path)):
+            if self._shutting_down() or self.diverged or not (final or self._settled(path)):
                 return
             try:
                 raw = self._evaluator(self._ctx, path)
@@ -167,6 +168,7 @@ class ContinuousEvaluation(threading.Thread):
         if diverged(measurement, self._objectives):
             log.warning("trial %s diverged at step %d (%s); stopping its training", self._trial.id, step,
                         ", ".join(f"{k}={metrics[k]}" for k in self._objectives))
+            self.diverged = True
             self._ctx._stop.set()
         elif stop and not self._ctx.should_stop():
             log.info("trial %s: the service asks it to stop early", self._trial.id)

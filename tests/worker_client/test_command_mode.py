@@ -207,3 +207,22 @@ def test_max_time_stops_the_running_trial_and_hands_it_back(
     [trial] = client.list_trials("timed")
     assert trial.status is TrialStatus.STOPPED and "time limit" in trial.status_message
     assert (tmp_path / "runs" / "timed" / f"trial-{trial.id:07d}" / "got-sigterm").exists()
+
+
+def test_checkpoints_with_their_own_names_written_in_place_are_read_once_settled(
+    service: LocalService, client: PbtClient, tmp_path: Path
+) -> None:
+    client.create_study("named", simple_config(population=2, max_trials=2))
+    options = ["--checkpoint-regex", r"model-(\d+)\.json", "--settle-seconds", "0.3"]
+    trainer_args = ["--name", "model-{{step}}.json", "--slow-write", "0.15", "--checkpoints", "3"]
+    args = command_mode_args(service.address, "named", tmp_path / "runs", options=options, trainer_args=trainer_args)
+
+    assert main(args) == 0
+
+    trials = client.list_trials("named")
+    assert [t.status for t in trials] == [TrialStatus.COMPLETED] * 2, trials[0].status_message
+    for trial in trials:
+        assert [m.step for m in trial.measurements] == [5, 10, 15]
+        assert [Path(m.checkpoint_path).name for m in trial.measurements] == [
+            "model-5.json", "model-10.json", "model-15.json"
+        ]

@@ -65,10 +65,10 @@ def test_bad_modules_and_a_job_without_trainer_are_refused_before_any_trial(
 def test_evaluator_mistakes_fail_the_trial_and_nan_is_a_diverged_trial(
     service: LocalService, client: PbtClient, tmp_path: Path
 ) -> None:
-    answers = iter([{"loss": 1.0}, {"score": [1.0]}, {"score": float("nan")}, {"score": float("inf")}])
+    answers = [{"loss": 1.0}, {"score": [1.0]}, {"score": float("nan")}, {"score": float("inf")}]
 
     def evaluate(ctx: TrialContext, checkpoint: Path) -> dict[str, float]:
-        return next(answers)  # type: ignore[return-value]
+        return answers[ctx.trial_id - 1]  # type: ignore[return-value]
 
     job = Job(python_job.train, evaluate, study_config=simple_config(population=4, max_trials=4))
     assert job.main(python_mode_args(service.address, "mistakes", tmp_path / "runs", ["--max-trials", "4"])) == 0
@@ -84,7 +84,7 @@ def test_evaluator_mistakes_fail_the_trial_and_nan_is_a_diverged_trial(
         assert len(diverged.measurements) == 1
 
 
-def test_the_trial_file_is_only_written_in_command_mode(service: LocalService, tmp_path: Path) -> None:
+def test_python_mode_leaves_only_the_checkpoints_in_the_model_directory(service: LocalService, tmp_path: Path) -> None:
     job = Job(python_job.train, python_job.evaluate, study_config=simple_config(population=2, max_trials=2))
     assert job.main(python_mode_args(service.address, "plain", tmp_path / "runs")) == 0
     model_dirs = sorted((tmp_path / "runs" / "plain").iterdir())

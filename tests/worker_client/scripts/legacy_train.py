@@ -22,6 +22,8 @@ parser.add_argument("--crash-once", default="", help="marker file: crash (exit 3
 parser.add_argument("--write-to", default="", help="write checkpoints here instead of --out")
 parser.add_argument("--record", default="", help="append argv and PBT_* variables here (JSON lines)")
 parser.add_argument("--ignore-sigterm", action="store_true")
+parser.add_argument("--name", default="ckpt-{step:09d}", help="checkpoint file name format")
+parser.add_argument("--slow-write", type=float, default=0.0, help="write in place, pausing halfway")
 parser.add_argument("extras", nargs="*", help="ignored; recorded with --record")
 args = parser.parse_args()
 out = Path(args.write_to or args.out)
@@ -54,8 +56,16 @@ for _ in range(checkpoints):
     time.sleep(sleep)
     step += 5
     value += args.h - 0.5 * args.h**2
-    target = out / f"ckpt-{step:09d}"
-    tmp = out / f".tmp-{step}"
-    tmp.write_text(json.dumps({"value": value, "step": step}))
-    os.replace(tmp, target)
+    target = out / args.name.format(step=step)
+    data = json.dumps({"value": value, "step": step})
+    if args.slow_write:
+        with open(target, "w") as handle:
+            handle.write(data[:5])
+            handle.flush()
+            time.sleep(args.slow_write)
+            handle.write(data[5:])
+    else:
+        tmp = out / f".tmp-{step}"
+        tmp.write_text(data)
+        os.replace(tmp, target)
     print(f"step {step} value {value:.4f}", flush=True)
