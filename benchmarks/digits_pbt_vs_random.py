@@ -55,9 +55,7 @@ def run_study(name: str, config: StudyConfig, seed: int, workers: int, workdir: 
     seconds = time.perf_counter() - start
     measured = [(t, t.final_measurement) for t in trials if t.final_measurement is not None]
     trial, final = max(measured, key=lambda p: (p[1].metrics["accuracy"], -p[1].metrics["loss"]))
-    return Result(
-        final.metrics["accuracy"], final.metrics["test_accuracy"], len(trials), describe(trial), seconds
-    )
+    return Result(final.metrics["accuracy"], final.metrics["test_accuracy"], len(trials), describe(trial), seconds)
 
 
 FROZEN = ("hidden_units", "optimizer")

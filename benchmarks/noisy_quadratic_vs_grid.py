@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         f"grid: {args.grid} constant learning rates log-spaced in [1e-4, 1], "
         f"each {steps} steps from scratch; score = best final loss\n"
     )
-    header = (
-        f"{'seed':>4}  {'PBT loss':>10}  {'PBT final lr':>12}  {'steps':>5}  {'trials':>6}  {'PBT s':>6}  "
-    )
+    header = f"{'seed':>4}  {'PBT loss':>10}  {'PBT final lr':>12}  {'steps':>5}  {'trials':>6}  {'PBT s':>6}  "
     header += f"{'grid loss':>10}  {'grid lr':>9}  {'grid div.':>9}  {'winner':>6}"
     print(header)
     pbt_losses, grid_losses = [], []

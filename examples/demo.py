@@ -24,6 +24,8 @@ from worker_client import PbtClient, run_workers
 from worker_client.results import best, format_schedule, trial_schedule
 
 EXAMPLES = ("digits", "toy", "noisy_quadratic")
+FROZEN_BY_DEFAULT = {"digits": "hidden_units,optimizer"}
+"""Architecture-changing choices sampled once per lineage: see benchmarks/README.md for why."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     config = problem.study_config(
         population_size=args.population, max_generations=args.generations,
         **({"steps_per_trial": args.steps} if args.steps else {}), seed=args.seed,
+        **({"frozen": tuple(filter(None, frozen.split(",")))} if (frozen := _frozen(args)) else {}),
     )
     study_name = args.study or f"{args.example}-{time.strftime('%Y%m%d-%H%M%S')}"
     total = args.population * args.generations
@@ -54,6 +57,10 @@ def main(argv: list[str] | None = None) -> None:
                 _show(client, study.name, config, bar)
             _show(client, study.name, config, bar)
         _report(client, study.name)
+
+
+def _frozen(args: argparse.Namespace) -> str:
+    return str(args.freeze if args.freeze is not None else FROZEN_BY_DEFAULT.get(args.example, ""))
 
 
 def _show(client: PbtClient, study: str, config: StudyConfig, bar: tqdm) -> None:
@@ -96,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--example", choices=EXAMPLES, default="digits", help="what to train (default %(default)s)")
     parser.add_argument("--steps", type=int, default=0, help="training steps per trial (default: the example's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--freeze", default=None,
+                        help="comma-separated parameters never mutated (digits default: hidden_units,optimizer; "
+                             "'' mutates all)")
     parser.add_argument("--workdir", default="runs/demo", help="database and checkpoints go here")
     parser.add_argument("--database-url", default=None, help="default: sqlite:///<workdir>/pbt.db")
     parser.add_argument("--study", default=None, help="study name (default: <example>-<time>)")

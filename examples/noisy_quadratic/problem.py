@@ -37,9 +37,7 @@ def study_config(
 ) -> StudyConfig:
     """learning_rate log-uniform in [1e-4, 1]; minimize "loss"."""
     return StudyConfig(
-        parameters=(
-            ParameterSpec("learning_rate", ParameterType.FLOAT, low=1e-4, high=1.0, scale=Scale.LOG),
-        ),
+        parameters=(ParameterSpec("learning_rate", ParameterType.FLOAT, low=1e-4, high=1.0, scale=Scale.LOG),),
         objectives=(Objective("loss", Goal.MINIMIZE),),
         algorithm=AlgorithmConfig(
             population_size=population_size,
@@ -83,9 +81,7 @@ class NoisyQuadratic:
         with np.errstate(over="ignore", invalid="ignore"):
             return float(0.5 * np.sum(self.curvatures * theta**2))
 
-    def sgd(
-        self, theta: np.ndarray, learning_rate: float, steps: int, rng: np.random.Generator
-    ) -> np.ndarray:
+    def sgd(self, theta: np.ndarray, learning_rate: float, steps: int, rng: np.random.Generator) -> np.ndarray:
         """`steps` noisy SGD steps; stops early once θ is no longer finite (it stays so)."""
         c = self.curvatures
         noise_std = np.sqrt(c)

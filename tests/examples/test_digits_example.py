@@ -58,9 +58,7 @@ def test_untrained_model_is_near_chance(run_trial: RunTrial) -> None:
 def test_child_with_another_width_inherits_the_layers_that_fit(run_trial: RunTrial) -> None:
     parent = run_trial(digits.train, digits.evaluate, ADAM, steps=100)
     child_hparams = {"learning_rate": 0.05, "optimizer": "sgd", "momentum": 0.9, "hidden_units": 32.0}
-    child = run_trial(
-        digits.train, digits.evaluate, child_hparams, steps=100, warm_start=parent.final_checkpoint
-    )
+    child = run_trial(digits.train, digits.evaluate, child_hparams, steps=100, warm_start=parent.final_checkpoint)
 
     assert checkpoint_step(child.final_checkpoint) == 200
     report = partial_restore(parent.final_checkpoint, digits.build_model(32))

@@ -25,9 +25,7 @@ def test_toy_study_improves_q_generation_after_generation(tmp_path: Path) -> Non
 
     def best_q(generation: int) -> float:
         return max(
-            t.final_measurement.metrics["Q"]
-            for t in trials
-            if t.generation == generation and t.final_measurement
+            t.final_measurement.metrics["Q"] for t in trials if t.generation == generation and t.final_measurement
         )
 
     assert best_q(7) > best_q(0) + 0.1

@@ -18,9 +18,7 @@ PROBLEM = NoisyQuadratic(seed=3)
 INITIAL_LOSS = PROBLEM.loss(np.ones(20))
 
 
-def lineage(
-    run_trial: RunTrial, learning_rate: float, trials: int, problem: NoisyQuadratic = PROBLEM
-) -> list[Any]:
+def lineage(run_trial: RunTrial, learning_rate: float, trials: int, problem: NoisyQuadratic = PROBLEM) -> list[Any]:
     outcomes, warm = [], None
     for _ in range(trials):
         outcome = run_trial(problem.train, problem.evaluate, {"learning_rate": learning_rate}, 10, warm)

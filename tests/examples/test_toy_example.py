@@ -48,8 +48,7 @@ def test_exploit_lets_two_one_sided_members_beat_either_alone(run_trial: RunTria
     best = INITIAL_Q
     for _ in range(40):
         outcomes = [
-            run_trial(toy.train, toy.evaluate, h, steps=4, warm_start=w)
-            for h, w in zip(hparams, warm, strict=True)
+            run_trial(toy.train, toy.evaluate, h, steps=4, warm_start=w) for h, w in zip(hparams, warm, strict=True)
         ]
         scores = [o.final_metrics["Q"] for o in outcomes]
         winner = outcomes[scores.index(max(scores))].final_checkpoint
