@@ -5,6 +5,7 @@ Examples:
     pbt-results --service localhost:50051 best digits --top 5
     pbt-results --service localhost:50051 schedule 123 --save best-schedule.json
     pbt-results replay best-schedule.json --trainer examples.digits:train --evaluator examples.digits:evaluate
+    pbt-results --service localhost:50051 gc digits --dry-run
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import grpc
 
 from worker_client.client import PbtClient
+from worker_client.garbage_collection import collect_garbage
 from worker_client.replay import load_schedule, replay, save_schedule
 from worker_client.results import best, format_schedule, trial_schedule
 
@@ -46,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     sched = commands.add_parser("schedule", help="a trial's lineage and hyperparameter schedule")
     sched.add_argument("trial_id", type=int)
     sched.add_argument("--save", type=Path, help="write the schedule as JSON for replay")
+    gc = commands.add_parser("gc", help="delete evaluated checkpoints no trial can need (keeps finals)")
+    gc.add_argument("study")
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     rep = commands.add_parser("replay", help="re-train along a saved schedule (no service needed)")
     rep.add_argument("schedule", type=Path)
     rep.add_argument("--trainer", required=True, help="package.module:function")
@@ -67,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "studies":
                 for study in client.list_studies():
                     print(f"{study.name}\t{study.state.value}\t{study.trial_count} trials")
+            elif args.command == "gc":
+                report = collect_garbage(client, args.study, dry_run=args.dry_run)
+                verb = "would delete" if args.dry_run else "deleted"
+                print(f"{verb} {len(report.deleted)} checkpoints; kept {report.kept_final} final ones; "
+                      f"{report.missing} already gone")
             elif args.command == "best":
                 study = client.get_study(args.study)
                 for trial in best(client, study, args.top):
