@@ -88,7 +88,8 @@ def parser(python_job: bool = False) -> argparse.ArgumentParser:
                        help="the service's address (env PBT_SERVICE)")
     where.add_argument("--study", default=env("PBT_STUDY"), help="study name (env PBT_STUDY)")
     where.add_argument("--create-study", metavar="FILE", type=Path,
-                       help="create the study from this JSON StudyConfig when it does not exist")
+                       help="create the study from this JSON StudyConfig (proto3 JSON of pbt.v1.StudyConfig, e.g. "
+                       "examples/legacy/study.json) when it does not exist")
     code = root.add_argument_group("what to run")
     if not python_job:
         code.add_argument("--trainer-module", metavar="MOD:FN",

@@ -89,7 +89,7 @@ class PbtClient:
                 reply = method(request, timeout=self._timeout, metadata=self._metadata)
             except grpc.RpcError as error:
                 waited = time.monotonic() - start
-                if error.code() not in RETRYABLE or waited + delay > self._retry_seconds:
+                if error.code() not in RETRYABLE or waited >= self._retry_seconds:
                     if failures:
                         log.error("service at %s unreachable for %.1fs; giving up", self.address, waited)
                     raise
@@ -99,7 +99,7 @@ class PbtClient:
                         self.address, error.details(), self._retry_seconds,
                     )
                 failures += 1
-                time.sleep(random.uniform(0, delay))
+                time.sleep(random.uniform(0, min(delay, self._retry_seconds - waited)))
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
                 continue
             if failures:

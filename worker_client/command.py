@@ -170,8 +170,11 @@ class CommandTrainer:
         self, stdout: IO[bytes], log_file: IO[bytes], tail: collections.deque[str], trial_id: int
     ) -> None:
         for raw in iter(stdout.readline, b""):
-            log_file.write(raw)
-            log_file.flush()
+            try:
+                log_file.write(raw)
+                log_file.flush()
+            except (OSError, ValueError):  # closed: a helper of a finished trainer still writes
+                pass
             line = raw.decode("utf-8", "replace").rstrip()
             if line:
                 tail.append(line[:MAX_LINE])

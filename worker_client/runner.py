@@ -82,6 +82,9 @@ def run(settings: WorkerSettings, components: Components, study_config: StudyCon
     except UsageError as error:
         print(f"pbt-worker: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except grpc.RpcError as error:
+        print(f"pbt-worker: {settings.service}: {error.code().name}: {error.details()}", file=sys.stderr)
+        return EXIT_ERROR
     identities: list[WorkerIdentity] = []
     try:
         for index in range(settings.workers):

@@ -150,6 +150,9 @@ class Worker:
                     self._shutdown.wait(max(suggestion.retry_after_seconds, 0.01))
                     continue
                 for trial in suggestion.trials:
+                    if self._shutdown.is_set():  # hand the rest back untouched
+                        self.client.stop_trial(trial.id, self._stop_reason, self.worker_id)
+                        continue
                     self.run_trial(trial)
                     done += 1
         finally:

@@ -43,12 +43,16 @@ def process_gone(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("stubborn", [False, True], ids=["obeys", "ignores-the-stop"])
 def test_sigterm_mid_trial_stops_the_trial_cleanly_and_hands_it_back(
-    service: LocalService, client: PbtClient, tmp_path: Path, mode: str
+    service: LocalService, client: PbtClient, tmp_path: Path, mode: str, stubborn: bool
 ) -> None:
     client.create_study("term", simple_config(population=2, max_generations=2))
-    args, module = worker_args(mode, service.address, "term", tmp_path / "runs", [])
-    worker = start_worker(args, tmp_path / "worker.log", module, FAKE_SLEEP="0.2", FAKE_CHECKPOINTS="50")
+    args, module = worker_args(mode, service.address, "term", tmp_path / "runs", ["--grace-seconds", "0.5"])
+    if stubborn and mode == "command":
+        args.append("--ignore-sigterm")  # a flag of the trainer script, after the command's own
+    env = {"FAKE_SLEEP": "0.2", "FAKE_CHECKPOINTS": "50", **({"FAKE_IGNORE_STOP": "1"} if stubborn else {})}
+    worker = start_worker(args, tmp_path / "worker.log", module, **env)
     try:
         wait_for(lambda: measured_active_trial(client, "term") is not None, what="a measured trial")
         trial = measured_active_trial(client, "term")
@@ -67,7 +71,11 @@ def test_sigterm_mid_trial_stops_the_trial_cleanly_and_hands_it_back(
     marker = model_dir / ("got-sigterm" if mode == "command" else "got-stop")
     assert marker.exists(), log
     assert process_gone(int(marker.read_text()))
-    assert "received SIGTERM" in log and "stopped and handed back" in log
+    assert "received SIGTERM" in log
+    if stubborn:
+        assert ("killing it" if mode == "command" else "ignored the stop request") in log
+    else:
+        assert "stopped and handed back" in log
     # The reproduction slot went back to the service: another worker gets generation 0 again.
     replacement = client.get_new_suggestion("term", "someone-else").trials
     assert [t.generation for t in replacement] == [0]

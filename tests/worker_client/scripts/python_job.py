@@ -3,7 +3,8 @@
     python -m tests.worker_client.scripts.python_job --service HOST:PORT --study NAME
 
 $FAKE_SLEEP seconds before each of $FAKE_CHECKPOINTS checkpoints; the trainer checks
-`ctx.should_stop()` and leaves a `got-stop` file when it is told to stop.
+`ctx.should_stop()` and leaves a `got-stop` file when it is told to stop (and goes on regardless
+when $FAKE_IGNORE_STOP is set).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def train(ctx: TrialContext) -> None:
     for _ in range(int(os.environ.get("FAKE_CHECKPOINTS", "2"))):
         deadline = time.monotonic() + sleep
         while time.monotonic() < deadline:
-            if ctx.should_stop():
+            if ctx.should_stop() and not (ctx.model_dir / "got-stop").exists():
                 (ctx.model_dir / "got-stop").write_text(str(os.getpid()))
-                return
+                if not os.environ.get("FAKE_IGNORE_STOP"):
+                    return
             time.sleep(0.01)
         step += 5
         value += h - 0.5 * h**2
