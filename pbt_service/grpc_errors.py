@@ -14,7 +14,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from pbt_service.store.errors import AlreadyExistsError, NotFoundError, UnavailableError
+from pbt_service.store.errors import AlreadyExistsError, NotFoundError, TrialStateError, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (TrialStateError, grpc.StatusCode.FAILED_PRECONDITION),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
 )

@@ -18,7 +18,7 @@ from pbt.v1 import pbt_service_pb2, pbt_service_pb2_grpc
 from pbt_service.auth import TokenAuthInterceptor
 from pbt_service.service import PbtServicer, ServiceSettings, utc_now
 from pbt_service.store.base import Storage
-from pbt_service.store.sql_storage import SqlStorage
+from pbt_service.store.sql_storage import SqlStorage, StorageSettings
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pbt_service_pb2.DESCRIPTOR.services_by_name["PbtService"].full_name
@@ -60,7 +60,10 @@ def create_server(
         running = create_server(ServerSettings(database_url="sqlite:///pbt.db", port=0))
         print(running.port)
     """
-    storage = storage or SqlStorage.from_url(settings.database_url)
+    # A connection per RPC thread: a call never waits for the pool, only for the database.
+    storage = storage or SqlStorage.from_url(
+        settings.database_url, StorageSettings(pool_size=settings.max_workers, max_overflow=2)
+    )
     interceptors = [TokenAuthInterceptor(settings.auth_token)] if settings.auth_token else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="pbt-rpc"),

@@ -3,10 +3,15 @@
 Contract (after Optuna's `BaseStorage`):
 - All reads and writes happen inside `Storage.transaction()`; leaving the block commits, an
   exception rolls everything back, so a rejected or crashed call writes nothing.
-- Methods return frozen domain objects (copies); nothing returned is tied to a session.
+- Methods return frozen domain objects (copies); nothing returned is tied to a connection.
 - Decisions about a study are serialized by `get_study(name, lock=True)`: a row lock
-  (`SELECT ... FOR UPDATE`) on PostgreSQL, a write transaction (`BEGIN IMMEDIATE`) on SQLite.
-  Changes to one trial are serialized by `get_trial(id, lock=True)`.
+  (`SELECT ... FOR NO KEY UPDATE`) on PostgreSQL, a write transaction (`BEGIN IMMEDIATE`) on
+  SQLite. Changes to one trial are serialized by `get_trial(id, lock=True)`.
+- Lock order, so that replicas never deadlock: the study before its trials, a trial before the
+  initiator it hands back. Whatever stops a trial (it updates the study's counter) therefore
+  holds the study lock first; reports and completions lock only their trial.
+- Reads for a decision are bounded by the population and the opponent window, never by the
+  study's history: counters and indexes stand in for counting.
 - Transient failures (serialization failures, deadlocks, a database that went away) are retried a
   bounded number of times by `Storage.run`, then raised as `UnavailableError`.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
@@ -31,6 +37,25 @@ from pbt_service.core.types import (
 )
 
 T = TypeVar("T")
+LEASE_EXPIRED = "lease expired"
+"""The status message of a trial stopped by `expire_leases`."""
+
+
+@dataclass(frozen=True)
+class TrialState:
+    """What a report, heartbeat or completion decides on: a locked trial's state (no params, no
+    measurements) and its study's config, read in one statement."""
+
+    id: int
+    study: str
+    generation: int
+    status: TrialStatus
+    worker_id: str
+    stop_requested: bool
+    status_message: str
+    create_time: datetime
+    heartbeat_time: datetime | None
+    config: StudyConfig
 
 
 class Transaction(abc.ABC):
@@ -57,7 +82,7 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def expire_leases(self, study: str, heartbeat_before: datetime, now: datetime) -> list[int]:
         """Stops ACTIVE trials whose last heartbeat is older than `heartbeat_before`, handing their
-        reproduction back to their initiators; returns their ids."""
+        reproduction back to their initiators; returns their ids. Call with the study locked."""
 
     @abc.abstractmethod
     def population_view(self, study: str, config: StudyConfig) -> PopulationView:
@@ -73,17 +98,36 @@ class Transaction(abc.ABC):
         """ACTIVE trials of the study (of one worker when given), by number, with measurements."""
 
     @abc.abstractmethod
+    def has_active_trials(self, study: str) -> bool:
+        """Whether any trial of the study is ACTIVE (one index probe)."""
+
+    @abc.abstractmethod
     def completed_trials(self, study: str, min_generation: int, max_generation: int) -> list[Trial]:
         """COMPLETED trials with generation in [min_generation, max_generation], with measurements."""
 
     # --- trials ---
     @abc.abstractmethod
-    def get_trial(self, trial_id: int, *, lock: bool = False) -> Trial:
-        """Raises NotFoundError. With lock=True, holds the trial's row lock."""
+    def lock_trial(self, trial_id: int) -> TrialState:
+        """Locks the trial's row until the transaction ends. Raises NotFoundError."""
+
+    @abc.abstractmethod
+    def renew_lease(
+        self, trial_id: int, worker_id: str, valid_after: datetime, now: datetime, *, new_step: int | None = None
+    ) -> TrialState | None:
+        """Locks the trial and renews its lease when it is ACTIVE, held by `worker_id`, its last
+        heartbeat is at or after `valid_after` and (given `new_step`) it has no measurement at that
+        step; returns its state, or None when any of that fails (`lock_trial` then tells why).
+        One statement: the common case of every worker call."""
+
+    @abc.abstractmethod
+    def get_trial(self, trial_id: int, *, lock: bool = False, with_measurements: bool = True) -> Trial:
+        """Raises NotFoundError. With lock=True, holds the trial's row lock. Without measurements
+        the trial carries only its final one."""
 
     @abc.abstractmethod
     def add_measurement(self, trial_id: int, measurement: Measurement, now: datetime) -> bool:
-        """Records a measurement and renews the heartbeat; False (and no change) if the step exists."""
+        """Records a measurement; False (and no change) if the step exists. Raises NotFoundError.
+        The lease is the caller's to renew (`renew_lease`)."""
 
     @abc.abstractmethod
     def heartbeat(self, trial_id: int, now: datetime) -> None:
@@ -104,7 +148,10 @@ class Transaction(abc.ABC):
     ) -> Trial:
         """Ends an ACTIVE trial. COMPLETED stores `final_measurement` (which must be one of the
         trial's measurements or is added as one). STOPPED and FAILED hand the reproduction back:
-        the initiator's `initiated_trial_id` is cleared so it initiates again."""
+        the initiator's `initiated_trial_id` is cleared so it initiates again. STOPPED also
+        counts in the study's stopped trials: call it with the study locked. Raises
+        NotFoundError, and TrialStateError for a trial that is not ACTIVE or a COMPLETED one
+        without any measurement."""
 
     @abc.abstractmethod
     def list_trials(
@@ -128,9 +175,10 @@ class Storage(abc.ABC):
     def transaction(self) -> AbstractContextManager[Transaction]:
         """Opens one transaction: commit on success, rollback on any exception."""
 
-    def run(self, work: Callable[[Transaction], T]) -> T:
+    def run(self, work: Callable[[Transaction], T], *, timeout_s: float | None = None) -> T:
         """Runs `work` in a transaction, retrying transient database errors a bounded number of
-        times (with the whole transaction redone); raises UnavailableError when they persist."""
+        times (with the whole transaction redone); raises UnavailableError when they persist or
+        `timeout_s` (e.g. what is left of the caller's deadline) has passed."""
         with self.transaction() as tx:
             return work(tx)
 

@@ -2,12 +2,16 @@
 
 SQLite: WAL, a busy timeout, foreign keys on, and every transaction opened with `BEGIN IMMEDIATE`
 so writers queue on the database lock instead of failing on lock upgrades. PostgreSQL: READ
-COMMITTED, a short connect timeout and `pool_pre_ping`, so a database that is down is reported
-quickly instead of hanging a request.
+COMMITTED and every wait bounded (connect, statement, lock, an idle transaction of a vanished
+replica, unacknowledged TCP data), so a database that is down or stuck is reported within seconds
+instead of hanging a request past its deadline. No pre-ping: a dead pooled connection fails its
+transaction, which `SqlStorage.run` redoes on a fresh one, and every call saves a round trip.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +25,19 @@ class StorageSettings:
     """Connection and retry settings of `SqlStorage`.
 
     `max_attempts`/`retry_deadline_s` bound `Storage.run`: it stops retrying after either.
+    `statement_timeout_s`, `lock_timeout_s` and `idle_transaction_timeout_s` are PostgreSQL's
+    `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout`; the first also
+    bounds how long unacknowledged data may wait on a dead link (`tcp_user_timeout`).
     """
 
     pool_size: int = 5
     max_overflow: int = 10
-    pool_timeout_s: float = 10.0
-    connect_timeout_s: int = 3
-    sqlite_busy_timeout_s: float = 30.0
+    pool_timeout_s: float = 5.0
+    connect_timeout_s: int = 2
+    statement_timeout_s: float = 5.0
+    lock_timeout_s: float = 5.0
+    idle_transaction_timeout_s: float = 30.0
+    sqlite_busy_timeout_s: float = 5.0
     max_attempts: int = 5
     retry_base_delay_s: float = 0.02
     retry_max_delay_s: float = 0.5
@@ -76,12 +86,33 @@ def make_engine(url: str | URL, settings: StorageSettings | None = None) -> Engi
     return create_engine(
         parsed,
         isolation_level="READ COMMITTED",
-        pool_pre_ping=True,
+        pool_recycle=300,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_s,
-        connect_args={"connect_timeout": settings.connect_timeout_s},
+        connect_args=_postgres_connect_args(parsed, settings),
     )
+
+
+def _postgres_connect_args(url: URL, settings: StorageSettings) -> dict[str, Any]:
+    """libpq parameters; server settings are appended to any `options` the URL carries."""
+    timeouts = {
+        "statement_timeout": settings.statement_timeout_s,
+        "lock_timeout": settings.lock_timeout_s,
+        "idle_in_transaction_session_timeout": settings.idle_transaction_timeout_s,
+    }
+    given = url.query.get("options", "")
+    options = [given] if isinstance(given, str) else list(given)
+    options += [f"-c {name}={int(seconds * 1000)}" for name, seconds in timeouts.items()]
+    return {
+        "connect_timeout": settings.connect_timeout_s,
+        "options": " ".join(o for o in options if o),
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(settings.statement_timeout_s * 1000),
+    }
 
 
 def _sqlite_engine(url: URL, settings: StorageSettings) -> Engine:
@@ -101,7 +132,7 @@ def _sqlite_engine(url: URL, settings: StorageSettings) -> Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(cursor, settings.sqlite_busy_timeout_s)
         finally:
             cursor.close()
 
@@ -110,3 +141,18 @@ def _sqlite_engine(url: URL, settings: StorageSettings) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _switch_to_wal(cursor: Any, patience_s: float) -> None:
+    """WAL is a property of the file, set once; switching needs the file to itself and fails at
+    once (no busy handler) while another process opens it, so a first start of several replicas
+    retries for up to the busy timeout."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")  # a no-op once set; "memory" in memory
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

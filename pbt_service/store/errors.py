@@ -22,3 +22,8 @@ class UnavailableError(StoreError):
 
 class SchemaOutdatedError(StoreError):
     """The database schema is older than this code; the message names the upgrade command."""
+
+
+class TrialStateError(StoreError, ValueError):
+    """A trial is not in the state a change needs: not ACTIVE, or nothing to complete with
+    (FAILED_PRECONDITION)."""

@@ -91,6 +91,9 @@ class Base(DeclarativeBase):
 
 
 class StudyRow(Base):
+    """A study. `trial_count` numbers its trials and `stopped_count` counts its STOPPED ones, both
+    kept under the study's row lock, so the budget check never counts the history."""
+
     __tablename__ = "studies"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -100,6 +103,7 @@ class StudyRow(Base):
     seed: Mapped[int] = mapped_column(BigInteger, nullable=False)
     state: Mapped[str] = mapped_column(String(STATUS_LENGTH), nullable=False)
     trial_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    stopped_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     create_time: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
     __table_args__ = (CheckConstraint("state IN ('active', 'done')", name="state"),)

@@ -24,6 +24,8 @@ from pbt_service.store.errors import SchemaOutdatedError, UnavailableError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SCHEMA_LOCK_KEY = 0x70627473636865  # pg_advisory_xact_lock key: "pbtsche"
+MIGRATION_SETTINGS = StorageSettings(statement_timeout_s=0, lock_timeout_s=0)
+"""A migration may rewrite big tables and wait for replicas' transactions: no timeouts (0)."""
 TABLES = ("studies", "trials", "trial_params", "measurements", "measurement_metrics")
 
 
@@ -59,7 +61,7 @@ def upgrade(url: str | Engine) -> None:
     database holding foreign tables or a revision newer than this code, UnavailableError when the
     database cannot be reached. Example: `upgrade("postgresql://pbt@db-host/pbt")`.
     """
-    _with_engine(url, lambda engine: _ensure(engine, create=True, migrate=True))
+    _with_engine(url, lambda engine: _ensure(engine, create=True, migrate=True), MIGRATION_SETTINGS)
 
 
 def ensure_schema(engine_or_url: Engine | str, *, auto_create: bool = True) -> None:
@@ -73,8 +75,10 @@ def ensure_schema(engine_or_url: Engine | str, *, auto_create: bool = True) -> N
     _with_engine(engine_or_url, lambda engine: _ensure(engine, create=auto_create, migrate=False))
 
 
-def _with_engine(url: str | Engine, work: Callable[[Engine], None]) -> None:
-    engine = url if isinstance(url, Engine) else make_engine(url, StorageSettings())
+def _with_engine(
+    url: str | Engine, work: Callable[[Engine], None], settings: StorageSettings | None = None
+) -> None:
+    engine = url if isinstance(url, Engine) else make_engine(url, settings)
     try:
         work(engine)
     except (OperationalError, InterfaceError) as e:

@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
@@ -25,7 +25,6 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import Session, sessionmaker
 
 from pbt_service.store.base import Storage, Transaction
 from pbt_service.store.engine import StorageSettings, is_sqlite_memory, make_engine
@@ -53,7 +52,6 @@ class SqlStorage(Storage):
     def __init__(self, engine: Engine, settings: StorageSettings | None = None) -> None:
         self._engine = engine
         self._settings = settings or StorageSettings()
-        self._sessions = sessionmaker(engine, expire_on_commit=False, autoflush=True)
         # The in-memory database is one shared connection: let one transaction use it at a time.
         self._serial: AbstractContextManager[object] = (
             threading.Lock() if is_sqlite_memory(engine.url) else contextlib.nullcontext()
@@ -101,26 +99,29 @@ class SqlStorage(Storage):
         become TransientDatabaseError (an UnavailableError); other SQLAlchemy errors (bugs such as
         a violated constraint) propagate unchanged."""
         with self._serial:
-            session = self._sessions()
             try:
-                yield SqlTransaction(session)
-                session.commit()
+                connection = self._engine.connect()
             except SQLAlchemyError as e:
-                _rollback(session)
-                if _is_transient(e):
-                    raise TransientDatabaseError(f"database error: {_brief(e)}") from e
-                raise
+                _raise_classified(e)
+            try:
+                connection.begin()
+                yield SqlTransaction(connection)
+                connection.commit()
+            except SQLAlchemyError as e:
+                _rollback(connection)
+                _raise_classified(e)
             except BaseException:
-                _rollback(session)
+                _rollback(connection)
                 raise
             finally:
-                session.close()
+                connection.close()
 
-    def run(self, work: Callable[[Transaction], T]) -> T:
+    def run(self, work: Callable[[Transaction], T], *, timeout_s: float | None = None) -> T:
         """Runs `work` in a transaction, redoing it on transient errors; raises UnavailableError
-        when they persist. `work` may run more than once, so it must not have side effects outside
-        the transaction."""
-        deadline = time.monotonic() + self._settings.retry_deadline_s
+        when they persist or `timeout_s` has passed. `work` may run more than once, so it must not
+        have side effects outside the transaction."""
+        budget = self._settings.retry_deadline_s
+        deadline = time.monotonic() + (budget if timeout_s is None else min(timeout_s, budget))
         attempt = 0
         while True:
             attempt += 1
@@ -128,11 +129,12 @@ class SqlStorage(Storage):
                 with self.transaction() as tx:
                     return work(tx)
             except TransientDatabaseError as e:
-                if attempt >= self._settings.max_attempts or time.monotonic() >= deadline:
+                pause = self._backoff(attempt)
+                if attempt >= self._settings.max_attempts or time.monotonic() + pause >= deadline:
                     raise UnavailableError(
                         f"database unavailable after {attempt} attempt(s): {e}"
                     ) from e.__cause__
-                self._sleep(self._backoff(attempt))
+                self._sleep(pause)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -142,15 +144,20 @@ class SqlStorage(Storage):
         return base * (0.5 + self._random.random())
 
 
-def _is_transient(error: SQLAlchemyError) -> bool:
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
-    return isinstance(error, (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError))
+def _raise_classified(error: SQLAlchemyError) -> NoReturn:
+    """Raises a transient error as TransientDatabaseError and any other (a bug such as a violated
+    constraint) as it is. Statement and lock timeouts are OperationalErrors: transient."""
+    transient = (isinstance(error, DBAPIError) and error.connection_invalidated) or isinstance(
+        error, (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+    )
+    if transient:
+        raise TransientDatabaseError(f"database error: {_brief(error)}") from error
+    raise error
 
 
-def _rollback(session: Session) -> None:
+def _rollback(connection: Connection) -> None:
     with contextlib.suppress(SQLAlchemyError):  # the connection may be gone; close() cleans up
-        session.rollback()
+        connection.rollback()
 
 
 def _brief(error: SQLAlchemyError) -> str:

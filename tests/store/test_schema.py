@@ -191,3 +191,26 @@ def test_concurrent_ensure_schema_processes(fresh_postgres_url: str) -> None:
         assert schema.current_revision(engine) == schema.head_revision()
     finally:
         engine.dispose()
+
+
+def test_0002_backfills_the_stopped_counter(file_url: str) -> None:
+    engine = make_engine(file_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(schema.alembic_config(connection), "0001")
+            connection.execute(
+                text("INSERT INTO studies (id, name, config_json, population_size, seed, state, trial_count, "
+                     "create_time) VALUES (1, 's', '{}', 2, 0, 'active', 3, CURRENT_TIMESTAMP)")
+            )  # fmt: skip
+            for number, status in enumerate(("stopped", "completed", "stopped"), start=1):
+                connection.execute(
+                    text("INSERT INTO trials (study_id, number, generation, status, create_time) "
+                         "VALUES (1, :n, 0, :s, CURRENT_TIMESTAMP)"),
+                    {"n": number, "s": status},
+                )  # fmt: skip
+        schema.upgrade(engine)
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT stopped_count FROM studies")) == 2
+        assert schema_diff(engine) == []
+    finally:
+        engine.dispose()

@@ -21,7 +21,7 @@ from pbt_service.core.types import (
     TrialStatus,
 )
 from pbt_service.store import schema
-from pbt_service.store.base import Transaction, iterate_all_trials
+from pbt_service.store.base import Transaction, TrialState, iterate_all_trials
 from pbt_service.store.engine import StorageSettings
 from pbt_service.store.errors import AlreadyExistsError, NotFoundError, UnavailableError
 from pbt_service.store.sql_storage import SqlStorage, TransientDatabaseError
@@ -196,16 +196,15 @@ class TestMeasurements:
         assert not driver.measure(trial.id, 1, 0.9, at=NOW + timedelta(seconds=2))
         loaded = driver.get(trial.id)
         assert [m.metrics[METRIC] for m in loaded.measurements] == [0.3]
-        assert loaded.heartbeat_time == NOW + timedelta(seconds=1)
 
-    def test_sorted_by_step_and_heartbeat_renewed(self, driver: StoreDriver) -> None:
+    def test_sorted_by_step_and_lease_left_to_the_caller(self, driver: StoreDriver) -> None:
         driver.study()
         trial = driver.trial()
         for i, step in enumerate((30, 10, 20)):
             driver.measure(trial.id, step, step / 100, at=NOW + timedelta(seconds=i + 1))
         loaded = driver.get(trial.id)
         assert [m.step for m in loaded.measurements] == [10, 20, 30]
-        assert loaded.heartbeat_time == NOW + timedelta(seconds=3)
+        assert loaded.heartbeat_time == NOW
 
     def test_concurrent_same_step_records_once(self, driver: StoreDriver) -> None:
         driver.study()
@@ -309,7 +308,7 @@ class TestLeases:
         renewed = driver.trial()
         other = driver.trial("other")
         driver.storage.run(lambda tx: tx.heartbeat(fresh.id, NOW + timedelta(minutes=10)))
-        driver.measure(renewed.id, 1, 0.5, at=NOW + timedelta(minutes=10))
+        driver.storage.run(lambda tx: tx.renew_lease(renewed.id, "w0", NOW, NOW + timedelta(minutes=10)))
         cutoff, now = NOW + timedelta(minutes=5), NOW + timedelta(minutes=15)
         expired = driver.storage.run(lambda tx: tx.expire_leases("study", cutoff, now))
         assert expired == [stale_child.id]
@@ -323,6 +322,27 @@ class TestLeases:
         assert driver.get(initiator.id).status is TrialStatus.COMPLETED
         assert {driver.get(t.id).status for t in (fresh, renewed, other)} == {TrialStatus.ACTIVE}
         assert driver.storage.run(lambda tx: tx.expire_leases("study", cutoff, now)) == []
+
+
+    def test_renew_lease_only_for_the_holder_of_a_live_lease(self, driver: StoreDriver) -> None:
+        driver.study()
+        held, ended = driver.trial(worker="w1"), driver.trial(worker="w1")
+        driver.finish(ended.id, TrialStatus.FAILED, "boom")
+        later = NOW + timedelta(minutes=1)
+
+        def renew(trial_id: int, worker: str, valid_after: datetime) -> object:
+            return driver.storage.run(lambda tx: tx.renew_lease(trial_id, worker, valid_after, later))
+
+        assert renew(held.id, "w2", NOW) is None
+        assert renew(ended.id, "w1", NOW) is None
+        assert renew(held.id, "w1", NOW + timedelta(seconds=1)) is None  # lapsed
+        assert driver.get(held.id).heartbeat_time == NOW
+        state = renew(held.id, "w1", NOW)
+        assert isinstance(state, TrialState)
+        assert (state.id, state.study, state.status, state.worker_id) == (held.id, "study", TrialStatus.ACTIVE, "w1")
+        assert state.config == driver.config and state.heartbeat_time == later
+        assert driver.get(held.id).heartbeat_time == later
+        assert driver.storage.run(lambda tx: tx.lock_trial(held.id)) == state
 
 
 class TestQueries:
@@ -437,8 +457,8 @@ class TestTransactions:
         def duplicate(tx: Transaction) -> None:
             attempts.append(1)
             tx.create_trial("study", TrialProposal(0, {}), "w", NOW)
-            session = tx._session  # type: ignore[attr-defined]
-            session.execute(text("UPDATE studies SET trial_count = 0"))
+            connection = tx._db  # type: ignore[attr-defined]
+            connection.execute(text("UPDATE studies SET trial_count = 0"))
             tx.create_trial("study", TrialProposal(0, {}), "w", NOW)
 
         with pytest.raises(IntegrityError):
