@@ -98,8 +98,8 @@ def _report(client: PbtClient, study_name: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--population", type=int, default=8)
-    parser.add_argument("--generations", type=int, default=10)
+    parser.add_argument("--population", type=int, default=10)
+    parser.add_argument("--generations", type=int, default=20)
     parser.add_argument("--example", choices=EXAMPLES, default="digits", help="what to train (default %(default)s)")
     parser.add_argument("--steps", type=int, default=0, help="training steps per trial (default: the example's)")
     parser.add_argument("--seed", type=int, default=0)
