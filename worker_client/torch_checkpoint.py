@@ -16,13 +16,14 @@ Example::
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from worker_client.atomic import write_atomically
 
 FORMAT_VERSION = 1
 
@@ -77,17 +78,7 @@ def save_checkpoint(
         "optimizer_type": type(optimizer).__name__ if optimizer is not None else "",
         "extra": dict(extra or {}),
     }
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomically(target, lambda handle: torch.save(payload, handle))
 
 
 def _read(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from examples._files import write_bytes_atomically
 from pbt_service.core.types import (
     AlgorithmConfig,
     Goal,
@@ -24,6 +23,7 @@ from pbt_service.core.types import (
     Scale,
     StudyConfig,
 )
+from worker_client.atomic import write_bytes_atomically
 from worker_client.context import TrialContext, step_of_checkpoint
 
 STEPS_PER_TRIAL = 10

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from examples._files import write_bytes_atomically
 from pbt_service.core.types import (
     AlgorithmConfig,
     Goal,
@@ -22,6 +21,7 @@ from pbt_service.core.types import (
     ParameterType,
     StudyConfig,
 )
+from worker_client.atomic import write_bytes_atomically
 from worker_client.context import TrialContext, step_of_checkpoint
 
 INITIAL_THETA = (0.9, 0.9)
