@@ -86,9 +86,8 @@ def create_server(
 
 
 def serve(settings: ServerSettings) -> None:
-    """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
-    running = create_server(settings)
-    log.info("PBT service listening on port %d (database %s)", running.port, _redact(settings.database_url))
+    """Runs until SIGTERM or SIGINT, then shuts down gracefully. The handlers are installed before
+    the port opens, so a signal that arrives as soon as the service answers is still graceful."""
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -97,6 +96,8 @@ def serve(settings: ServerSettings) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    running = create_server(settings)
+    log.info("PBT service listening on port %d (database %s)", running.port, _redact(settings.database_url))
     stopping.wait()
     running.stop(settings.grace_seconds)
 

@@ -29,6 +29,12 @@ class Outcome:
 RunTrial = Callable[..., Outcome]
 
 
+def _step_of(path: Path) -> int:
+    step = checkpoint_step(path)
+    assert step is not None, path
+    return step
+
+
 @pytest.fixture
 def run_trial(tmp_path: Path) -> RunTrial:
     """Returns run(trainer, evaluator, hparams, steps, warm_start=None, trial_id=None): trains in a
@@ -57,7 +63,7 @@ def run_trial(tmp_path: Path) -> RunTrial:
         )
         trainer(ctx)
         files = sorted(model_dir.iterdir())
-        checkpoints = sorted((p for p in files if checkpoint_step(p) is not None), key=checkpoint_step)
+        checkpoints = sorted((p for p in files if checkpoint_step(p) is not None), key=_step_of)
         assert checkpoints, "the trainer wrote no checkpoint"
         assert len(checkpoints) == len(files), f"temporary files left behind: {files}"
         return Outcome(tuple(checkpoints), tuple(dict(evaluator(ctx, p)) for p in checkpoints))

@@ -44,6 +44,7 @@ def test_warm_started_trials_reach_high_validation_accuracy(run_trial: RunTrial)
         outcome = run_trial(digits.train, digits.evaluate, ADAM, steps=100, warm_start=warm)
         accuracies.append(outcome.final_metrics["accuracy"])
         warm = outcome.final_checkpoint
+    assert warm is not None
     assert checkpoint_step(warm) == 300
     assert accuracies[-1] > 0.8
     assert set(outcome.final_metrics) == {"accuracy", "loss", "test_accuracy"}

@@ -15,6 +15,12 @@ from worker_client import PbtClient, run_workers
 from worker_client.context import checkpoint_step
 
 
+def _step_of(path: str) -> int:
+    step = checkpoint_step(Path(path))
+    assert step is not None, path
+    return step
+
+
 def test_toy_study_improves_q_generation_after_generation(tmp_path: Path) -> None:
     config = toy.study_config(population_size=4, max_generations=8, steps_per_trial=4, seed=1)
     with LocalService(f"sqlite:///{tmp_path / 'toy.db'}") as service, PbtClient(service.address) as client:
@@ -32,7 +38,7 @@ def test_toy_study_improves_q_generation_after_generation(tmp_path: Path) -> Non
     children = [t for t in trials if t.warm_start_checkpoint_path]
     assert children and all(
         checkpoint_step(Path(t.final_measurement.checkpoint_path))
-        == checkpoint_step(Path(t.warm_start_checkpoint_path)) + 4
+        == _step_of(t.warm_start_checkpoint_path) + 4
         for t in children
         if t.final_measurement
     )

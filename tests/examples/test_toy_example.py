@@ -28,6 +28,7 @@ def test_gradient_ascent_improves_q_and_resumes_the_step_count(run_trial: RunTri
         outcome = run_trial(toy.train, toy.evaluate, {"h0": 1.0, "h1": 1.0}, steps=4, warm_start=warm)
         values.append(outcome.final_metrics["Q"])
         warm = outcome.final_checkpoint
+    assert warm is not None
     assert checkpoint_step(warm) == 20
     assert INITIAL_Q < values[0] and values == sorted(values) and len(set(values)) == 5
     assert values[-1] == pytest.approx(1.2 - 2 * (0.9 * 0.98**20) ** 2)

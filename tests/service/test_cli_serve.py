@@ -37,13 +37,13 @@ def test_serve_then_sigterm_exits_cleanly_and_keeps_the_data(tmp_path: Path) -> 
         assert "shutting down" in output
     finally:
         process.kill()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    restarted = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with PbtClient(f"127.0.0.1:{port}", retry_seconds=20) as client:
             assert client.get_trial(trial.id).study == "cli"
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        restarted.terminate()
+        restarted.wait(timeout=15)
 
 
 def test_bad_flags_are_rejected_before_serving() -> None:

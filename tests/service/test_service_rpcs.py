@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import cast
 
 import grpc
 import pytest
@@ -51,7 +53,7 @@ def test_unknown_study_and_trial_are_not_found(client: PbtClient) -> None:
         assert error.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-BAD_CONFIGS = {
+BAD_CONFIGS: dict[str, tuple[Callable[[study_pb2.StudyConfig], object], str]] = {
     "empty search space": (lambda c: c.ClearField("parameters"), "config.parameters"),
     "low >= high": (lambda c: setattr(c.parameters[1].float_range, "low", 2.0), "config.parameters[1]"),
     "log with low <= 0": (lambda c: setattr(c.parameters[0].float_range, "low", 0.0), "config.parameters[0]"),
@@ -100,7 +102,7 @@ def test_condition_cycle_is_rejected(client: PbtClient) -> None:
 
 def test_bad_names_and_ids_are_invalid_argument(client: PbtClient) -> None:
     client.create_study("ok", simple_config())
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: client._stub.CreateStudy(
             pb.CreateStudyRequest(name="bad name!", config=study_pb2.StudyConfig())
         ),
@@ -131,7 +133,7 @@ def test_generation_zero_then_reproduction_with_lineage(client: PbtClient) -> No
     assert child.initiator_parent_trial_id == first.id  # the oldest completed trial initiates
     assert child.parent_trial_id == second.id  # and loses the binary tournament to the better one
     assert child.warm_start_checkpoint_path == f"/ckpt/{second.id}/10"
-    ratios = {child.hparams[k] / second.hparams[k] for k in ("lr",)}
+    ratios = {cast(float, child.hparams[k]) / cast(float, second.hparams[k]) for k in ("lr",)}
     assert all(
         math.isclose(r, 0.8) or math.isclose(r, 1.2) or child.hparams["lr"] in (1e-4, 1.0) for r in ratios
     )

@@ -70,7 +70,8 @@ def test_unknown_placeholders_are_named_with_the_known_ones() -> None:
 
 
 def test_environment_and_trial_file(tmp_path: Path) -> None:
-    ctx = context(tmp_path, **{"lr": 0.5, "batch-size": 32, "opt": "sgd"})
+    hparams: dict[str, float | int | str] = {"lr": 0.5, "batch-size": 32, "opt": "sgd"}
+    ctx = context(tmp_path, **hparams)
     env = trial_env(ctx)
     assert env["PBT_HP_LR"] == "0.5" and env["PBT_HP_BATCH_SIZE"] == "32" and env["PBT_HP_OPT"] == "sgd"
     assert env["PBT_TRIAL_ID"] == "7" and env["PBT_STEPS"] == "100" and env["PBT_MODEL_DIR"] == str(tmp_path)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-torch = pytest.importorskip("torch")
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = pytest.importorskip("torch")
 
 from worker_client import torch_checkpoint  # noqa: E402
 from worker_client.torch_checkpoint import (  # noqa: E402
@@ -94,13 +97,13 @@ def test_load_rejects_a_foreign_file(tmp_path: Path) -> None:
 def test_target_appears_only_once_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "ckpt-000000001"
     seen: list[tuple[bool, list[str]]] = []
-    real_save = torch_checkpoint.torch.save
+    real_save = cast(Any, torch_checkpoint).torch.save
 
     def observed_save(obj: Any, handle: Any) -> None:
         real_save(obj, handle)
         seen.append((target.exists(), sorted(p.name for p in tmp_path.iterdir())))
 
-    monkeypatch.setattr(torch_checkpoint.torch, "save", observed_save)
+    monkeypatch.setattr(cast(Any, torch_checkpoint).torch, "save", observed_save)
     save_checkpoint(target, mlp(16, seed=1), step=1)
 
     [(existed_while_writing, names_while_writing)] = seen
@@ -118,7 +121,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.
         handle.write(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(torch_checkpoint.torch, "save", broken_save)
+    monkeypatch.setattr(cast(Any, torch_checkpoint).torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(target, mlp(16, seed=2), step=2)
 

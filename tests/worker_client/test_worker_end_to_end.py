@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import cast
 
 from pbt_service.core.types import TrialStatus
 from pbt_service.local import LocalService
@@ -58,7 +59,7 @@ def test_one_worker_with_a_fixed_seed_reproduces_the_study(tmp_path: Path) -> No
     second = _run_study(tmp_path / "b", "repro")
     assert first == second
     assert all(row[6] is TrialStatus.COMPLETED for row in first)
-    assert [len(row[5]) for row in first] == [2] * 12  # each checkpoint evaluated and reported once
+    assert [len(cast(list[object], row[5])) for row in first] == [2] * 12  # each checkpoint evaluated and reported once
 
 
 def test_many_workers_finish_the_study_and_lineage_resumes_steps(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--h", type=float, required=True)
@@ -31,7 +32,7 @@ sleep = float(os.environ.get("FAKE_SLEEP", args.sleep))
 checkpoints = int(os.environ.get("FAKE_CHECKPOINTS", args.checkpoints))
 
 
-def on_sigterm(signum, frame):
+def on_sigterm(signum: int, frame: FrameType | None) -> None:
     (Path(args.out) / "got-sigterm").write_text(str(os.getpid()))
     if not args.ignore_sigterm:
         sys.exit(143)
