@@ -11,16 +11,8 @@ RUNS=${RUNS:-runs/legacy}
 STUDY=${STUDY:-legacy-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RUNS"
 
-"$PYTHON" -m pbt_service.cli migrate --database-url "sqlite:///$RUNS/pbt.db" >"$RUNS/migrate.log" 2>&1 ||
-  { cat "$RUNS/migrate.log"; exit 1; }
-"$PYTHON" -m pbt_service.cli serve --database-url "sqlite:///$RUNS/pbt.db" --host 127.0.0.1 --port "$PORT" \
-  --retry-after-seconds 0.2 >"$RUNS/service.log" 2>&1 &
-service=$!
-trap 'kill "$service" 2>/dev/null || true' EXIT
-until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do  # wait for the port; fail if the service died
-  kill -0 "$service" 2>/dev/null || { tail -5 "$RUNS/service.log"; exit 1; }
-  sleep 0.2
-done
+source examples/local_service.sh
+start_local_service
 
 workers=()
 for _ in 1 2; do
@@ -34,7 +26,4 @@ for _ in 1 2; do
 done
 for pid in "${workers[@]}"; do wait "$pid"; done
 
-results=("$PYTHON" -m worker_client.results_cli --service "127.0.0.1:$PORT")
-best=$("${results[@]}" best "$STUDY" --top 1)
-echo "best: $best"
-"${results[@]}" schedule "$(echo "$best" | awk '{print $2}')"
+show_best "$STUDY"

@@ -1,0 +1,25 @@
+# Sourced by the examples' run.sh: a PBT service on a local SQLite file, and the result at the end.
+# Needs PYTHON, PORT and RUNS set.
+
+# Starts the service in the background on $RUNS/pbt.db and waits until its port answers; the
+# service is stopped when the calling script exits. Fails with the service's log if it dies.
+start_local_service() {
+  "$PYTHON" -m pbt_service.cli migrate --database-url "sqlite:///$RUNS/pbt.db" >"$RUNS/migrate.log" 2>&1 ||
+    { cat "$RUNS/migrate.log"; exit 1; }
+  "$PYTHON" -m pbt_service.cli serve --database-url "sqlite:///$RUNS/pbt.db" --host 127.0.0.1 --port "$PORT" \
+    --retry-after-seconds 0.2 >"$RUNS/service.log" 2>&1 &
+  service=$!
+  trap 'kill "$service" 2>/dev/null || true' EXIT
+  until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
+    kill -0 "$service" 2>/dev/null || { tail -5 "$RUNS/service.log"; exit 1; }
+    sleep 0.2
+  done
+}
+
+# Prints the best trial of study $1 and its hyperparameter schedule.
+show_best() {
+  local results=("$PYTHON" -m worker_client.results_cli --service "127.0.0.1:$PORT") best
+  best=$("${results[@]}" best "$1" --top 1)
+  echo "best: $best"
+  "${results[@]}" schedule "$(echo "$best" | awk '{print $2}')"
+}
