@@ -25,14 +25,15 @@ def format_schedule(segments: list[ScheduleSegment]) -> str:
     header = ["steps", "gen", "trial", *names]
     rows = [
         [f"{s.start_step}-{s.end_step}", str(s.generation), str(s.trial_id),
-         *(_fmt(s.hparams.get(n)) for n in names)]
+         *(format_value(s.hparams.get(n)) for n in names)]
         for s in segments
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows])
 
 
-def _fmt(value: object) -> str:
+def format_value(value: object) -> str:
+    """Four significant digits for floats, '-' for a missing (inactive) value."""
     if value is None:
         return "-"
     if isinstance(value, float):

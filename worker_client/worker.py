@@ -33,6 +33,7 @@ from worker_client.client import PbtClient
 from worker_client.context import CHECKPOINT_PATTERN, Evaluator, Trainer, TrialContext, TrialFailure
 from worker_client.evaluation import ContinuousEvaluation, Heartbeat
 from worker_client.progress import ProgressPrinter
+from worker_client.results import format_value
 
 log = logging.getLogger(__name__)
 LOST = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
@@ -186,7 +187,7 @@ class Worker:
         warm = trial.warm_start_checkpoint_path
         log.info(
             "[%s] trial %s (generation %d): %s; %s", self.name, trial.id, trial.generation,
-            " ".join(f"{k}={_fmt(v)}" for k, v in sorted(trial.hparams.items())),
+            " ".join(f"{k}={format_value(v)}" for k, v in sorted(trial.hparams.items())),
             f"warm start from {warm}" if warm else "no warm start",
         )
         with self._lock:
@@ -290,12 +291,8 @@ def _no_checkpoint_message(model_dir: Path, pattern: re.Pattern[str]) -> str:
 def _summary(measurement: Measurement | None, objectives: tuple[str, ...]) -> str:
     if measurement is None:
         return "no measurement"
-    shown = ", ".join(f"{k}={_fmt(measurement.metrics[k])}" for k in objectives if k in measurement.metrics)
+    shown = ", ".join(f"{k}={format_value(measurement.metrics[k])}" for k in objectives if k in measurement.metrics)
     return f"step {measurement.step}, {shown}"
-
-
-def _fmt(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def run_workers(
