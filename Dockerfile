@@ -1,11 +1,9 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY protos ./protos
 COPY pbt_service ./pbt_service
 COPY worker_client ./worker_client
-COPY examples ./examples
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir '.[server]'
 EXPOSE 50051
 ENTRYPOINT []
 CMD ["pbt-service", "serve", "--port", "50051"]

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "protos")]
+sys.path[:0] = [str(ROOT)]
 
 from pbt_service.core.types import (  # noqa: E402
     AlgorithmConfig,
@@ -126,7 +126,7 @@ def service(folder: Path) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "protos")])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [
         sys.executable, "-m", "pbt_service.cli", "serve", "--database-url", f"sqlite:///{folder / 'pbt.db'}",
         "--host", "127.0.0.1", "--port", str(port), "--retry-after-seconds", "0.05", "--log-level", "WARNING",

@@ -42,10 +42,10 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pbt.v1 import pbt_service_pb2, pbt_service_pb2_grpc, trial_pb2
 from sqlalchemy import event, insert, text, update
 from sqlalchemy.engine import make_url
 
+from pbt_service.api.v1 import pbt_service_pb2, pbt_service_pb2_grpc, trial_pb2
 from pbt_service.core.types import AlgorithmConfig, Objective, ParameterSpec, ParameterType, Scale, StudyConfig
 from pbt_service.service import PbtServicer
 from pbt_service.store.engine import make_engine
@@ -255,7 +255,7 @@ class CpuMeter:
 def server(url: str, log: Path, max_workers: int) -> Iterator[tuple[str, int]]:
     """`pbt-service serve` as a subprocess; yields its address and pid once it serves."""
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "protos")])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "pbt_service.cli", "serve", "--database-url", url, "--host", "127.0.0.1",
                "--port", str(port), "--max-workers", str(max_workers), "--log-level", "WARNING",
                "--grace-seconds", "1"]  # fmt: skip

@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from pbt.v1 import study_pb2, trial_pb2
 
+from pbt_service.api.v1 import study_pb2, trial_pb2
 from pbt_service.core.types import (
     AlgorithmConfig,
     Comparison,

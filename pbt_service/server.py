@@ -13,8 +13,8 @@ from datetime import datetime
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from pbt.v1 import pbt_service_pb2, pbt_service_pb2_grpc
 
+from pbt_service.api.v1 import pbt_service_pb2, pbt_service_pb2_grpc
 from pbt_service.auth import TokenAuthInterceptor
 from pbt_service.service import PbtServicer, ServiceSettings, utc_now
 from pbt_service.store.base import Storage

@@ -20,10 +20,10 @@ from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
 import grpc
-from pbt.v1 import pbt_service_pb2 as pb
-from pbt.v1 import pbt_service_pb2_grpc, study_pb2, trial_pb2
 
 from pbt_service import converters, validation
+from pbt_service.api.v1 import pbt_service_pb2 as pb
+from pbt_service.api.v1 import pbt_service_pb2_grpc, study_pb2, trial_pb2
 from pbt_service.core import early_stopping, evolution
 from pbt_service.core.search_space import validate_config
 from pbt_service.core.types import Measurement, Study, StudyConfig, StudyState, Trial, TrialProposal, TrialStatus
@@ -74,7 +74,7 @@ class _LeaseLapsed(Exception):
 
 
 class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
-    """Implements `pbt.v1.PbtService` over a `Storage`."""
+    """Implements `pbt_service.api.v1.PbtService` over a `Storage`."""
 
     def __init__(
         self,

@@ -9,23 +9,25 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GENERATED = ROOT / "protos" / "pbt" / "v1"
+GENERATED = ROOT / "pbt_service" / "api" / "v1"
 BIN = Path(sys.executable).parent
 
 
 def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
     out = tmp_path / "protos"
-    shutil.copytree(ROOT / "protos", out, ignore=shutil.ignore_patterns("*_pb2*", "__pycache__"))
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    shutil.copytree(ROOT / "protos", out, ignore=shutil.ignore_patterns("__pycache__"))
     result = subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", "-I", str(out),
          f"--plugin=protoc-gen-mypy={BIN / 'protoc-gen-mypy'}",
          f"--plugin=protoc-gen-mypy_grpc={BIN / 'protoc-gen-mypy_grpc'}",
-         f"--python_out={out}", f"--grpc_python_out={out}", f"--mypy_out={out}", f"--mypy_grpc_out={out}",
-         *map(str, sorted((out / "pbt" / "v1").glob("*.proto")))],
+         f"--python_out={gen}", f"--grpc_python_out={gen}", f"--mypy_out={gen}", f"--mypy_grpc_out={gen}",
+         *map(str, sorted((out / "pbt_service" / "api" / "v1").glob("*.proto")))],
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
-    fresh = out / "pbt" / "v1"
+    fresh = gen / "pbt_service" / "api" / "v1"
     names = sorted(p.name for p in fresh.glob("*_pb2*"))
     assert names == sorted(p.name for p in GENERATED.glob("*_pb2*") if p.suffix in (".py", ".pyi"))
     stale = [n for n in names if not filecmp.cmp(fresh / n, GENERATED / n, shallow=False)]

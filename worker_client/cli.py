@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
-from pbt.v1 import study_pb2
 
 from pbt_service import converters
+from pbt_service.api.v1 import study_pb2
 from pbt_service.core.types import StudyConfig
 from worker_client import runner
 from worker_client.command import (
@@ -88,7 +88,7 @@ def parser(python_job: bool = False) -> argparse.ArgumentParser:
                        help="the service's address (env PBT_SERVICE)")
     where.add_argument("--study", default=env("PBT_STUDY"), help="study name (env PBT_STUDY)")
     where.add_argument("--create-study", metavar="FILE", type=Path,
-                       help="create the study from this JSON StudyConfig (proto3 JSON of pbt.v1.StudyConfig, e.g. "
+                       help="create the study from this JSON StudyConfig (proto3 JSON of pbt_service.api.v1.StudyConfig, e.g. "
                        "examples/legacy/study.json) when it does not exist")
     code = root.add_argument_group("what to run")
     if not python_job:
@@ -142,7 +142,7 @@ def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def load_study_config(path: Path) -> StudyConfig:
-    """A StudyConfig from its JSON form (proto3 JSON of pbt.v1.StudyConfig). Raises ValueError."""
+    """A StudyConfig from its JSON form (proto3 JSON of pbt_service.api.v1.StudyConfig). Raises ValueError."""
     try:
         message = json_format.Parse(path.read_text(encoding="utf-8"), study_pb2.StudyConfig())
     except (OSError, json_format.ParseError) as error:

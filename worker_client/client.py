@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
-from pbt.v1 import pbt_service_pb2 as pb
-from pbt.v1 import pbt_service_pb2_grpc
 
 from pbt_service import converters
+from pbt_service.api.v1 import pbt_service_pb2 as pb
+from pbt_service.api.v1 import pbt_service_pb2_grpc
 from pbt_service.core.types import Measurement, Study, StudyConfig, Trial, TrialStatus
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ class ServiceProcess:
             sys.executable, "-m", "pbt_service.cli", "serve", "--database-url", self.database_url,
             "--host", "127.0.0.1", "--port", str(self.port), "--grace-seconds", "0", *self.options,
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "protos")])}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         return self.process

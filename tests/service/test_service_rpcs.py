@@ -8,10 +8,10 @@ from typing import cast
 
 import grpc
 import pytest
-from pbt.v1 import pbt_service_pb2 as pb
-from pbt.v1 import study_pb2
 
 from pbt_service import converters
+from pbt_service.api.v1 import pbt_service_pb2 as pb
+from pbt_service.api.v1 import study_pb2
 from pbt_service.core.types import Measurement, StudyState, TrialStatus
 from tests.service.conftest import FakeClock, simple_config
 from worker_client import PbtClient

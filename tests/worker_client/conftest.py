@@ -24,7 +24,7 @@ PYTHON = sys.executable
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "protos")]), **extra}
+    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
 
 
 def free_port() -> int:

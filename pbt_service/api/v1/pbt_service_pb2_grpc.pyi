@@ -5,9 +5,9 @@ The PBT service: a stateless controller over the tuner database."""
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from pbt.v1 import pbt_service_pb2 as _pbt_service_pb2
-from pbt.v1 import study_pb2 as _study_pb2
-from pbt.v1 import trial_pb2 as _trial_pb2
+from pbt_service.api.v1 import pbt_service_pb2 as _pbt_service_pb2
+from pbt_service.api.v1 import study_pb2 as _study_pb2
+from pbt_service.api.v1 import trial_pb2 as _trial_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

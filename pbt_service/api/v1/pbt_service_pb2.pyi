@@ -7,8 +7,8 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
-from pbt.v1 import study_pb2 as _study_pb2
-from pbt.v1 import trial_pb2 as _trial_pb2
+from pbt_service.api.v1 import study_pb2 as _study_pb2
+from pbt_service.api.v1 import trial_pb2 as _trial_pb2
 import builtins as _builtins
 import sys
 import typing as _typing

@@ -3,9 +3,9 @@
 import grpc
 import warnings
 
-from pbt.v1 import pbt_service_pb2 as pbt_dot_v1_dot_pbt__service__pb2
-from pbt.v1 import study_pb2 as pbt_dot_v1_dot_study__pb2
-from pbt.v1 import trial_pb2 as pbt_dot_v1_dot_trial__pb2
+from pbt_service.api.v1 import pbt_service_pb2 as pbt__service_dot_api_dot_v1_dot_pbt__service__pb2
+from pbt_service.api.v1 import study_pb2 as pbt__service_dot_api_dot_v1_dot_study__pb2
+from pbt_service.api.v1 import trial_pb2 as pbt__service_dot_api_dot_v1_dot_trial__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -20,7 +20,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in pbt/v1/pbt_service_pb2_grpc.py depends on'
+        + ' but the generated code in pbt_service/api/v1/pbt_service_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -38,59 +38,59 @@ class PbtServiceStub:
             channel: A grpc.Channel.
         """
         self.CreateStudy = channel.unary_unary(
-                '/pbt.v1.PbtService/CreateStudy',
-                request_serializer=pbt_dot_v1_dot_pbt__service__pb2.CreateStudyRequest.SerializeToString,
-                response_deserializer=pbt_dot_v1_dot_study__pb2.Study.FromString,
+                '/pbt_service.api.v1.PbtService/CreateStudy',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.CreateStudyRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_study__pb2.Study.FromString,
                 _registered_method=True)
         self.GetStudy = channel.unary_unary(
-                '/pbt.v1.PbtService/GetStudy',
-                request_serializer=pbt_dot_v1_dot_pbt__service__pb2.GetStudyRequest.SerializeToString,
-                response_deserializer=pbt_dot_v1_dot_study__pb2.Study.FromString,
+                '/pbt_service.api.v1.PbtService/GetStudy',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetStudyRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_study__pb2.Study.FromString,
                 _registered_method=True)
         self.ListStudies = channel.unary_unary(
-                '/pbt.v1.PbtService/ListStudies',
-                request_serializer=pbt_dot_v1_dot_pbt__service__pb2.ListStudiesRequest.SerializeToString,
-                response_deserializer=pbt_dot_v1_dot_pbt__service__pb2.ListStudiesResponse.FromString,
+                '/pbt_service.api.v1.PbtService/ListStudies',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListStudiesRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListStudiesResponse.FromString,
                 _registered_method=True)
         self.GetNewSuggestion = channel.unary_unary(
-                '/pbt.v1.PbtService/GetNewSuggestion',
-                request_serializer=pbt_dot_v1_dot_pbt__service__pb2.GetNewSuggestionRequest.SerializeToString,
-                response_deserializer=pbt_dot_v1_dot_pbt__service__pb2.GetNewSuggestionResponse.FromString,
+                '/pbt_service.api.v1.PbtService/GetNewSuggestion',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetNewSuggestionRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetNewSuggestionResponse.FromString,
                 _registered_method=True)
         self.ReportMeasurement = channel.unary_unary(
-                '/pbt.v1.PbtService/ReportMeasurement',
-                request_serializer=pbt_dot_v1_dot_pbt__service__pb2.ReportMeasurementRequest.SerializeToString,
-                response_deserializer=pbt_dot_v1_dot_pbt__service__pb2.ReportMeasurementResponse.FromString,
+                '/pbt_service.api.v1.PbtService/ReportMeasurement',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ReportMeasurementRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ReportMeasurementResponse.FromString,
                 _registered_method=True)
         self.Heartbeat = channel.unary_unary(
-                '/pbt.v1.PbtService/Heartbeat',
-                request_serializer=pbt_dot_v1_dot_pbt__service__pb2.HeartbeatRequest.SerializeToString,
-                response_deserializer=pbt_dot_v1_dot_pbt__service__pb2.HeartbeatResponse.FromString,
+                '/pbt_service.api.v1.PbtService/Heartbeat',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
         self.CompleteTrial = channel.unary_unary(
-                '/pbt.v1.PbtService/CompleteTrial',
-                request_serializer=pbt_dot_v1_dot_pbt__service__pb2.CompleteTrialRequest.SerializeToString,
-                response_deserializer=pbt_dot_v1_dot_trial__pb2.Trial.FromString,
+                '/pbt_service.api.v1.PbtService/CompleteTrial',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.CompleteTrialRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_trial__pb2.Trial.FromString,
                 _registered_method=True)
         self.StopTrial = channel.unary_unary(
-                '/pbt.v1.PbtService/StopTrial',
-                request_serializer=pbt_dot_v1_dot_pbt__service__pb2.StopTrialRequest.SerializeToString,
-                response_deserializer=pbt_dot_v1_dot_trial__pb2.Trial.FromString,
+                '/pbt_service.api.v1.PbtService/StopTrial',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.StopTrialRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_trial__pb2.Trial.FromString,
                 _registered_method=True)
         self.GetEarlyStoppingTrials = channel.unary_unary(
-                '/pbt.v1.PbtService/GetEarlyStoppingTrials',
-                request_serializer=pbt_dot_v1_dot_pbt__service__pb2.GetEarlyStoppingTrialsRequest.SerializeToString,
-                response_deserializer=pbt_dot_v1_dot_pbt__service__pb2.GetEarlyStoppingTrialsResponse.FromString,
+                '/pbt_service.api.v1.PbtService/GetEarlyStoppingTrials',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetEarlyStoppingTrialsRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetEarlyStoppingTrialsResponse.FromString,
                 _registered_method=True)
         self.GetTrial = channel.unary_unary(
-                '/pbt.v1.PbtService/GetTrial',
-                request_serializer=pbt_dot_v1_dot_pbt__service__pb2.GetTrialRequest.SerializeToString,
-                response_deserializer=pbt_dot_v1_dot_trial__pb2.Trial.FromString,
+                '/pbt_service.api.v1.PbtService/GetTrial',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetTrialRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_trial__pb2.Trial.FromString,
                 _registered_method=True)
         self.ListTrials = channel.unary_unary(
-                '/pbt.v1.PbtService/ListTrials',
-                request_serializer=pbt_dot_v1_dot_pbt__service__pb2.ListTrialsRequest.SerializeToString,
-                response_deserializer=pbt_dot_v1_dot_pbt__service__pb2.ListTrialsResponse.FromString,
+                '/pbt_service.api.v1.PbtService/ListTrials',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListTrialsRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListTrialsResponse.FromString,
                 _registered_method=True)
 
 
@@ -180,64 +180,64 @@ def add_PbtServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateStudy': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateStudy,
-                    request_deserializer=pbt_dot_v1_dot_pbt__service__pb2.CreateStudyRequest.FromString,
-                    response_serializer=pbt_dot_v1_dot_study__pb2.Study.SerializeToString,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.CreateStudyRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_study__pb2.Study.SerializeToString,
             ),
             'GetStudy': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStudy,
-                    request_deserializer=pbt_dot_v1_dot_pbt__service__pb2.GetStudyRequest.FromString,
-                    response_serializer=pbt_dot_v1_dot_study__pb2.Study.SerializeToString,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetStudyRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_study__pb2.Study.SerializeToString,
             ),
             'ListStudies': grpc.unary_unary_rpc_method_handler(
                     servicer.ListStudies,
-                    request_deserializer=pbt_dot_v1_dot_pbt__service__pb2.ListStudiesRequest.FromString,
-                    response_serializer=pbt_dot_v1_dot_pbt__service__pb2.ListStudiesResponse.SerializeToString,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListStudiesRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListStudiesResponse.SerializeToString,
             ),
             'GetNewSuggestion': grpc.unary_unary_rpc_method_handler(
                     servicer.GetNewSuggestion,
-                    request_deserializer=pbt_dot_v1_dot_pbt__service__pb2.GetNewSuggestionRequest.FromString,
-                    response_serializer=pbt_dot_v1_dot_pbt__service__pb2.GetNewSuggestionResponse.SerializeToString,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetNewSuggestionRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetNewSuggestionResponse.SerializeToString,
             ),
             'ReportMeasurement': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportMeasurement,
-                    request_deserializer=pbt_dot_v1_dot_pbt__service__pb2.ReportMeasurementRequest.FromString,
-                    response_serializer=pbt_dot_v1_dot_pbt__service__pb2.ReportMeasurementResponse.SerializeToString,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ReportMeasurementRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ReportMeasurementResponse.SerializeToString,
             ),
             'Heartbeat': grpc.unary_unary_rpc_method_handler(
                     servicer.Heartbeat,
-                    request_deserializer=pbt_dot_v1_dot_pbt__service__pb2.HeartbeatRequest.FromString,
-                    response_serializer=pbt_dot_v1_dot_pbt__service__pb2.HeartbeatResponse.SerializeToString,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.HeartbeatRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.HeartbeatResponse.SerializeToString,
             ),
             'CompleteTrial': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteTrial,
-                    request_deserializer=pbt_dot_v1_dot_pbt__service__pb2.CompleteTrialRequest.FromString,
-                    response_serializer=pbt_dot_v1_dot_trial__pb2.Trial.SerializeToString,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.CompleteTrialRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_trial__pb2.Trial.SerializeToString,
             ),
             'StopTrial': grpc.unary_unary_rpc_method_handler(
                     servicer.StopTrial,
-                    request_deserializer=pbt_dot_v1_dot_pbt__service__pb2.StopTrialRequest.FromString,
-                    response_serializer=pbt_dot_v1_dot_trial__pb2.Trial.SerializeToString,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.StopTrialRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_trial__pb2.Trial.SerializeToString,
             ),
             'GetEarlyStoppingTrials': grpc.unary_unary_rpc_method_handler(
                     servicer.GetEarlyStoppingTrials,
-                    request_deserializer=pbt_dot_v1_dot_pbt__service__pb2.GetEarlyStoppingTrialsRequest.FromString,
-                    response_serializer=pbt_dot_v1_dot_pbt__service__pb2.GetEarlyStoppingTrialsResponse.SerializeToString,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetEarlyStoppingTrialsRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetEarlyStoppingTrialsResponse.SerializeToString,
             ),
             'GetTrial': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTrial,
-                    request_deserializer=pbt_dot_v1_dot_pbt__service__pb2.GetTrialRequest.FromString,
-                    response_serializer=pbt_dot_v1_dot_trial__pb2.Trial.SerializeToString,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetTrialRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_trial__pb2.Trial.SerializeToString,
             ),
             'ListTrials': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTrials,
-                    request_deserializer=pbt_dot_v1_dot_pbt__service__pb2.ListTrialsRequest.FromString,
-                    response_serializer=pbt_dot_v1_dot_pbt__service__pb2.ListTrialsResponse.SerializeToString,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListTrialsRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListTrialsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'pbt.v1.PbtService', rpc_method_handlers)
+            'pbt_service.api.v1.PbtService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('pbt.v1.PbtService', rpc_method_handlers)
+    server.add_registered_method_handlers('pbt_service.api.v1.PbtService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
@@ -259,9 +259,9 @@ class PbtService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pbt.v1.PbtService/CreateStudy',
-            pbt_dot_v1_dot_pbt__service__pb2.CreateStudyRequest.SerializeToString,
-            pbt_dot_v1_dot_study__pb2.Study.FromString,
+            '/pbt_service.api.v1.PbtService/CreateStudy',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.CreateStudyRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_study__pb2.Study.FromString,
             options,
             channel_credentials,
             insecure,
@@ -286,9 +286,9 @@ class PbtService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pbt.v1.PbtService/GetStudy',
-            pbt_dot_v1_dot_pbt__service__pb2.GetStudyRequest.SerializeToString,
-            pbt_dot_v1_dot_study__pb2.Study.FromString,
+            '/pbt_service.api.v1.PbtService/GetStudy',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetStudyRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_study__pb2.Study.FromString,
             options,
             channel_credentials,
             insecure,
@@ -313,9 +313,9 @@ class PbtService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pbt.v1.PbtService/ListStudies',
-            pbt_dot_v1_dot_pbt__service__pb2.ListStudiesRequest.SerializeToString,
-            pbt_dot_v1_dot_pbt__service__pb2.ListStudiesResponse.FromString,
+            '/pbt_service.api.v1.PbtService/ListStudies',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListStudiesRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListStudiesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -340,9 +340,9 @@ class PbtService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pbt.v1.PbtService/GetNewSuggestion',
-            pbt_dot_v1_dot_pbt__service__pb2.GetNewSuggestionRequest.SerializeToString,
-            pbt_dot_v1_dot_pbt__service__pb2.GetNewSuggestionResponse.FromString,
+            '/pbt_service.api.v1.PbtService/GetNewSuggestion',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetNewSuggestionRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetNewSuggestionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -367,9 +367,9 @@ class PbtService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pbt.v1.PbtService/ReportMeasurement',
-            pbt_dot_v1_dot_pbt__service__pb2.ReportMeasurementRequest.SerializeToString,
-            pbt_dot_v1_dot_pbt__service__pb2.ReportMeasurementResponse.FromString,
+            '/pbt_service.api.v1.PbtService/ReportMeasurement',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ReportMeasurementRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ReportMeasurementResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -394,9 +394,9 @@ class PbtService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pbt.v1.PbtService/Heartbeat',
-            pbt_dot_v1_dot_pbt__service__pb2.HeartbeatRequest.SerializeToString,
-            pbt_dot_v1_dot_pbt__service__pb2.HeartbeatResponse.FromString,
+            '/pbt_service.api.v1.PbtService/Heartbeat',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.HeartbeatRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.HeartbeatResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -421,9 +421,9 @@ class PbtService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pbt.v1.PbtService/CompleteTrial',
-            pbt_dot_v1_dot_pbt__service__pb2.CompleteTrialRequest.SerializeToString,
-            pbt_dot_v1_dot_trial__pb2.Trial.FromString,
+            '/pbt_service.api.v1.PbtService/CompleteTrial',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.CompleteTrialRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_trial__pb2.Trial.FromString,
             options,
             channel_credentials,
             insecure,
@@ -448,9 +448,9 @@ class PbtService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pbt.v1.PbtService/StopTrial',
-            pbt_dot_v1_dot_pbt__service__pb2.StopTrialRequest.SerializeToString,
-            pbt_dot_v1_dot_trial__pb2.Trial.FromString,
+            '/pbt_service.api.v1.PbtService/StopTrial',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.StopTrialRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_trial__pb2.Trial.FromString,
             options,
             channel_credentials,
             insecure,
@@ -475,9 +475,9 @@ class PbtService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pbt.v1.PbtService/GetEarlyStoppingTrials',
-            pbt_dot_v1_dot_pbt__service__pb2.GetEarlyStoppingTrialsRequest.SerializeToString,
-            pbt_dot_v1_dot_pbt__service__pb2.GetEarlyStoppingTrialsResponse.FromString,
+            '/pbt_service.api.v1.PbtService/GetEarlyStoppingTrials',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetEarlyStoppingTrialsRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetEarlyStoppingTrialsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -502,9 +502,9 @@ class PbtService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pbt.v1.PbtService/GetTrial',
-            pbt_dot_v1_dot_pbt__service__pb2.GetTrialRequest.SerializeToString,
-            pbt_dot_v1_dot_trial__pb2.Trial.FromString,
+            '/pbt_service.api.v1.PbtService/GetTrial',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.GetTrialRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_trial__pb2.Trial.FromString,
             options,
             channel_credentials,
             insecure,
@@ -529,9 +529,9 @@ class PbtService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pbt.v1.PbtService/ListTrials',
-            pbt_dot_v1_dot_pbt__service__pb2.ListTrialsRequest.SerializeToString,
-            pbt_dot_v1_dot_pbt__service__pb2.ListTrialsResponse.FromString,
+            '/pbt_service.api.v1.PbtService/ListTrials',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListTrialsRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListTrialsResponse.FromString,
             options,
             channel_credentials,
             insecure,
