@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from pbt_service.server import ServerSettings, serve
-from pbt_service.service import ServiceSettings
+from pbt_service.controller import ServiceSettings
 from pbt_service.store.errors import SchemaOutdatedError, UnavailableError
 
 DEFAULT_DATABASE = "sqlite:///pbt.db"

@@ -1,46 +1,56 @@
-"""One place that turns domain and store errors into gRPC status codes.
+"""One place that turns domain errors into gRPC status codes, by exception type.
 
-Every servicer method is wrapped by `rpc_errors`: validation `ValueError`s become INVALID_ARGUMENT,
-store errors their own codes, and anything unexpected INTERNAL with a generic message (the stack
-trace goes to the server log, never to the client).
+Every servicer method is wrapped by `rpc_errors`. Errors raised on purpose (`PbtError`) map to
+their code with their message; anything else is a bug, never the client's fault: INTERNAL with an
+error id that is logged with the stack trace on the server, and no stack trace to the client.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from pbt_service.store.errors import AlreadyExistsError, NotFoundError, TrialStateError, UnavailableError
+from pbt_service.core.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
 
 log = logging.getLogger(__name__)
-
-
-class PreconditionError(Exception):
-    """The request is valid but the trial or study is in the wrong state (FAILED_PRECONDITION)."""
-
-
 F = TypeVar("F", bound=Callable[..., Any])
 
-_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
-    (PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
-    (TrialStateError, grpc.StatusCode.FAILED_PRECONDITION),
+    (FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
-    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
 )
+"""Checked in order; the first matching type wins."""
+
+
+def status_of(error: BaseException) -> grpc.StatusCode:
+    """The status code an error maps to; INTERNAL for anything not raised on purpose."""
+    for kind, code in CODES:
+        if isinstance(error, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
 
 
 def abort(context: grpc.ServicerContext, error: BaseException) -> NoReturn:
-    for kind, code in _CODES:
-        if isinstance(error, kind):
-            context.abort(code, str(error))
-    log.exception("unexpected error", exc_info=error)
-    context.abort(grpc.StatusCode.INTERNAL, "internal error; see the service log")
+    code = status_of(error)
+    if code is not grpc.StatusCode.INTERNAL:
+        context.abort(code, str(error))
+    error_id = uuid.uuid4().hex[:12]
+    log.error("internal error %s", error_id, exc_info=error)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error {error_id}; see the service log")
     raise RuntimeError("context.abort returned")  # grpc's abort always raises
 
 

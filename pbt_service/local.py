@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import TracebackType
 
 from pbt_service.server import RunningServer, ServerSettings, create_server
-from pbt_service.service import ServiceSettings
+from pbt_service.controller import ServiceSettings
 
 
 class LocalService:

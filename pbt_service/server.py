@@ -16,7 +16,8 @@ from grpc_reflection.v1alpha import reflection
 
 from pbt_service.api.v1 import pbt_service_pb2, pbt_service_pb2_grpc
 from pbt_service.auth import TokenAuthInterceptor
-from pbt_service.service import PbtServicer, ServiceSettings, utc_now
+from pbt_service.controller import Controller, ServiceSettings, utc_now
+from pbt_service.service import PbtServicer
 from pbt_service.store.base import Storage
 from pbt_service.store.sql_storage import SqlStorage, StorageSettings
 
@@ -70,7 +71,7 @@ def create_server(
         interceptors=interceptors,
     )
     pbt_service_pb2_grpc.add_PbtServiceServicer_to_server(
-        PbtServicer(storage, settings.service, clock or utc_now), server
+        PbtServicer(Controller(storage, settings.service, clock or utc_now)), server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,29 +1,29 @@
-"""Typed store errors; the servicer maps each to one gRPC status code."""
+"""Typed store errors: the domain kinds (`pbt_service.core.errors`) the store raises, and its own.
+
+The transport maps each kind to one gRPC status code.
+"""
+
+from pbt_service.core.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    NotFoundError,
+    PbtError,
+    UnavailableError,
+)
+
+__all__ = [
+    "AlreadyExistsError", "NotFoundError", "SchemaOutdatedError", "StoreError", "TrialStateError", "UnavailableError",
+]
 
 
-class StoreError(Exception):
-    """Base class of every error the store raises on purpose."""
-
-
-class NotFoundError(StoreError, KeyError):
-    """A study or trial does not exist (NOT_FOUND)."""
-
-    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable.
-        return str(self.args[0]) if self.args else ""
-
-
-class AlreadyExistsError(StoreError, ValueError):
-    """A study name is taken (ALREADY_EXISTS)."""
-
-
-class UnavailableError(StoreError):
-    """The database cannot be reached or kept failing after retries (UNAVAILABLE)."""
+class StoreError(PbtError):
+    """Base class of the errors only the store raises."""
 
 
 class SchemaOutdatedError(StoreError):
     """The database schema is older than this code; the message names the upgrade command."""
 
 
-class TrialStateError(StoreError, ValueError):
+class TrialStateError(StoreError, FailedPreconditionError):
     """A trial is not in the state a change needs: not ACTIVE, or nothing to complete with
     (FAILED_PRECONDITION)."""

@@ -1,0 +1,60 @@
+"""The suggestion use case: hand a worker its trials, deciding new ones under the study lock.
+
+A worker that asks again (a retried call, a restarted worker with the same id) gets back the
+trials it already holds before anything new is decided, so a lost reply never loses a trial.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from pbt_service.controller import leases
+from pbt_service.core import evolution
+from pbt_service.core.types import Study, StudyState, Trial, TrialProposal
+from pbt_service.store.base import Transaction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """`trials` for the worker; empty with `study_done` False means: ask again later."""
+
+    trials: tuple[Trial, ...]
+    study_done: bool = False
+
+
+def suggest(tx: Transaction, study_name: str, worker: str, count: int, now: datetime, lease_seconds: float) -> Suggestion:
+    """Up to `count` trials held by `worker`: those it holds already, then new ones. Raises
+    NotFoundError for an unknown study."""
+    study = tx.get_study(study_name, lock=True)
+    if study.state is StudyState.DONE:
+        return Suggestion((), study_done=True)
+    leases.expire(tx, study_name, now, lease_seconds, lock=False)
+    trials = tx.active_trials(study_name, worker)
+    number = study.trial_count
+    while len(trials) < count:
+        proposal = _propose(tx, study, number + 1)
+        if proposal is None:
+            break
+        trials.append(tx.create_trial(study_name, proposal, worker, now))
+        number += 1
+    if trials:
+        return Suggestion(tuple(trials))
+    if tx.has_active_trials(study_name):
+        return Suggestion(())
+    # Nothing is active, so nothing changes under the study lock any more, but the view may
+    # predate the completion of the last active trial: decide once more before declaring done.
+    proposal = _propose(tx, study, number + 1)
+    if proposal is not None:
+        return Suggestion((tx.create_trial(study_name, proposal, worker, now),))
+    tx.set_study_state(study_name, StudyState.DONE)
+    log.info("study %s is done", study_name)
+    return Suggestion((), study_done=True)
+
+
+def _propose(tx: Transaction, study: Study, number: int) -> TrialProposal | None:
+    view = tx.population_view(study.name, study.config)
+    return evolution.next_trial(study.config, view, evolution.decision_rng(study.config.algorithm.seed, number))
