@@ -18,9 +18,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pbt_service.core.fitness import best_trials
-from pbt_service.core.types import StudyConfig, TrialStatus
 from pbt_service.local import LocalService
-from worker_client import PbtClient, run_workers
+from worker_client import PbtClient, StudyConfig, TrialStatus, run_workers
 from worker_client.results import best, format_schedule, trial_schedule
 
 EXAMPLES = ("digits", "toy", "noisy_quadratic")

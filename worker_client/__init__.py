@@ -1,18 +1,44 @@
-"""Client library for the PBT service: a typed client and a trainer + evaluator worker.
+"""Client library for the PBT service: a typed client, a trainer + evaluator worker, and the study
+config API.
 
 Python mode: `Worker` (or `Job` for a script with `pbt-worker`'s options) runs a training
 function and an evaluation function. Command mode: `pbt-worker ... -- python train.py --lr {lr}`
-runs a script that knows nothing of PBT (see `worker_client.cli`).
+runs a script that knows nothing of PBT (see `worker_client.cli`). A study's config is built from
+the classes re-exported here (`from worker_client import StudyConfig, ParameterSpec, ...`).
 
-Imports no server code and no SQLAlchemy: a training job needs only grpcio, protobuf and numpy.
+Imports no server code and no SQLAlchemy: a training job needs only grpcio, protobuf and numpy
+(`pip install pbt-service`; the service is `pip install 'pbt-service[server]'`).
 """
 
+from pbt_service.core.types import (
+    AlgorithmConfig,
+    Comparison,
+    Condition,
+    Goal,
+    HParams,
+    Measurement,
+    MedianStopping,
+    Objective,
+    ParameterSpec,
+    ParameterType,
+    ParamValue,
+    Scale,
+    Study,
+    StudyConfig,
+    StudyState,
+    Trial,
+    TrialStatus,
+)
 from worker_client.client import PbtClient, Suggestion
-from worker_client.context import Evaluator, Trainer, TrialContext, TrialFailure
+from worker_client.context import Evaluator, StopSignal, Trainer, TrialContext, TrialFailure
 from worker_client.job import Job
-from worker_client.worker import Worker, run_workers
+from worker_client.pool import WorkerPool, run_workers
+from worker_client.settings import ClientSettings, SettingsError
+from worker_client.worker import Worker
 
 __all__ = [
-    "Evaluator", "Job", "PbtClient", "Suggestion", "Trainer", "TrialContext", "TrialFailure", "Worker",
-    "run_workers",
+    "AlgorithmConfig", "ClientSettings", "Comparison", "Condition", "Evaluator", "Goal", "HParams", "Job",
+    "Measurement", "MedianStopping", "Objective", "ParameterSpec", "ParameterType", "ParamValue", "PbtClient",
+    "Scale", "SettingsError", "StopSignal", "Study", "StudyConfig", "StudyState", "Suggestion", "Trainer",
+    "Trial", "TrialContext", "TrialFailure", "TrialStatus", "Worker", "WorkerPool", "run_workers",
 ]

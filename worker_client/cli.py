@@ -21,8 +21,9 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import cast
 
 from google.protobuf import json_format
 
@@ -30,20 +31,25 @@ from pbt_service import converters
 from pbt_service.api.v1 import study_pb2
 from pbt_service.core.types import StudyConfig
 from worker_client import runner
-from worker_client.command import (
-    CommandEvaluator,
-    CommandTrainer,
-    check_executable,
-    load_evaluator,
-    load_trainer,
-)
+from worker_client.command import CommandEvaluator, CommandTrainer, check_executable
 from worker_client.context import CHECKPOINT_PATTERN, Evaluator, Trainer
+from worker_client.loading import load_callable
+from worker_client.settings import SettingsError, add_client_arguments, client_settings
 from worker_client.template import RESERVED, CommandTemplate
 
-if TYPE_CHECKING:
-    from worker_client.job import Job
-
 COMMAND_SETTLE_SECONDS = 0.5
+WORKER_RETRY_SECONDS = 300.0
+"""A worker rides out a service outage this long by default (a query command gives up sooner)."""
+
+
+@dataclass(frozen=True)
+class PythonJob:
+    """What a `Job` script runs in place of a command: its functions and, optionally, the config
+    of the study to create."""
+
+    train: Trainer | None
+    evaluate: Evaluator | None
+    study_config: StudyConfig | None = None
 
 
 def _positive(text: str) -> float:
@@ -83,13 +89,12 @@ def parser(python_job: bool = False) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     env = os.environ.get
-    where = root.add_argument_group("service and study")
-    where.add_argument("--service", default=env("PBT_SERVICE"), metavar="HOST:PORT",
-                       help="the service's address (env PBT_SERVICE)")
+    add_client_arguments(root.add_argument_group("service"), retry_seconds=WORKER_RETRY_SECONDS)
+    where = root.add_argument_group("study")
     where.add_argument("--study", default=env("PBT_STUDY"), help="study name (env PBT_STUDY)")
     where.add_argument("--create-study", metavar="FILE", type=Path,
-                       help="create the study from this JSON StudyConfig (proto3 JSON of pbt_service.api.v1.StudyConfig, e.g. "
-                       "examples/legacy/study.json) when it does not exist")
+                       help="create the study from this JSON StudyConfig (proto3 JSON of "
+                       "pbt_service.api.v1.StudyConfig, e.g. examples/legacy/study.json) when it does not exist")
     code = root.add_argument_group("what to run")
     if not python_job:
         code.add_argument("--trainer-module", metavar="MOD:FN",
@@ -119,8 +124,6 @@ def parser(python_job: bool = False) -> argparse.ArgumentParser:
                      help="exit after this many trials (per worker)")
     run.add_argument("--max-time", type=_positive, metavar="SECONDS",
                      help="exit after this long; a running trial is stopped and handed back")
-    run.add_argument("--service-retry-seconds", type=float, default=300.0, metavar="SECONDS",
-                     help="keep retrying an unreachable service this long (default 300)")
     run.add_argument("--heartbeat-seconds", type=_positive, default=30.0, metavar="SECONDS",
                      help="lease renewal (default 30)")
     run.add_argument("--poll-seconds", type=_positive, default=0.05, metavar="SECONDS",
@@ -150,13 +153,18 @@ def load_study_config(path: Path) -> StudyConfig:
     return converters.study_config_from_proto(message)
 
 
-def main(argv: Sequence[str] | None = None, job: Job | None = None) -> int:
-    """Entry point of `pbt-worker` and of `Job.main`; returns the exit code."""
+def main(argv: Sequence[str] | None = None, job: PythonJob | None = None) -> int:
+    """Entry point of `pbt-worker` and of `Job.main`; returns the exit code (2 for bad options,
+    after a message naming the flag or variable)."""
     options, command = split_command(sys.argv[1:] if argv is None else argv)
     ap = parser(python_job=job is not None)
     args = ap.parse_args(options)
-    if not args.service or not args.study:
-        ap.error("--service and --study are required (or PBT_SERVICE and PBT_STUDY)")
+    if not args.study:
+        ap.error("--study is required (or PBT_STUDY)")
+    try:
+        client = client_settings(args, retry_seconds=WORKER_RETRY_SECONDS)
+    except SettingsError as error:
+        ap.error(str(error))
     if job is not None and command:
         ap.error("a Python job takes no command after --")
     python_mode = job is not None or args.trainer_module is not None
@@ -176,12 +184,11 @@ def main(argv: Sequence[str] | None = None, job: Job | None = None) -> int:
     if settle is None:
         settle = 0.0 if python_mode else COMMAND_SETTLE_SECONDS
     settings = runner.WorkerSettings(
-        service=args.service, study=args.study, workdir=args.workdir, workers=args.workers,
+        client=client, study=args.study, workdir=args.workdir, workers=args.workers,
         worker_name=args.worker_name, max_trials=args.max_trials, max_time_seconds=args.max_time,
-        service_retry_seconds=args.service_retry_seconds, grace_seconds=args.grace_seconds,
-        heartbeat_seconds=args.heartbeat_seconds, poll_seconds=args.poll_seconds, settle_seconds=settle,
-        keep_checkpoints=args.keep_checkpoints, checkpoint_pattern=args.checkpoint_regex, quiet=args.quiet,
-        token=os.environ.get("PBT_AUTH_TOKEN") or None,
+        grace_seconds=args.grace_seconds, heartbeat_seconds=args.heartbeat_seconds,
+        poll_seconds=args.poll_seconds, settle_seconds=settle, keep_checkpoints=args.keep_checkpoints,
+        checkpoint_pattern=args.checkpoint_regex, quiet=args.quiet,
     )
 
     def components(config: StudyConfig) -> tuple[Trainer, Evaluator]:
@@ -191,7 +198,7 @@ def main(argv: Sequence[str] | None = None, job: Job | None = None) -> int:
             runner.log.warning("hparam(s) %s share a name with a reserved placeholder, which wins", shadowed)
         evaluator: Evaluator
         if args.evaluator_module:
-            evaluator = load_evaluator(args.evaluator_module)
+            evaluator = cast(Evaluator, load_callable(args.evaluator_module, "--evaluator-module"))
         elif job is not None and job.evaluate is not None:
             evaluator = job.evaluate
         elif not python_mode and args.evaluator:
@@ -205,7 +212,7 @@ def main(argv: Sequence[str] | None = None, job: Job | None = None) -> int:
                 raise ValueError("the job has no trainer: decorate a function with @job.trainer")
             return job.train, evaluator
         if args.trainer_module:
-            return load_trainer(args.trainer_module), evaluator
+            return cast(Trainer, load_callable(args.trainer_module, "--trainer-module")), evaluator
         template = CommandTemplate.parse(command)
         check_executable(template, "trainer")
         trainer = CommandTrainer(

@@ -8,8 +8,9 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 
@@ -17,6 +18,7 @@ from pbt_service import converters
 from pbt_service.api.v1 import pbt_service_pb2 as pb
 from pbt_service.api.v1 import pbt_service_pb2_grpc
 from pbt_service.core.types import Measurement, Study, StudyConfig, Trial, TrialStatus
+from worker_client.settings import ClientSettings
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -29,6 +31,23 @@ CHANNEL_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
+
+
+def _open_channel(settings: ClientSettings) -> grpc.Channel:
+    """A TLS channel when the settings ask for one (root certificate, client pair, or the system's
+    roots), a plaintext one otherwise."""
+    if not settings.uses_tls:
+        return grpc.insecure_channel(settings.address, options=CHANNEL_OPTIONS)
+
+    def read(path: Path | None) -> bytes | None:
+        return path.read_bytes() if path is not None else None
+
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(settings.tls_root_certificates),
+        private_key=read(settings.tls_client_key),
+        certificate_chain=read(settings.tls_client_certificate),
+    )
+    return grpc.secure_channel(settings.address, credentials, options=CHANNEL_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -44,24 +63,36 @@ class PbtClient:
     """Talks to one PBT service address.
 
     Example:
-        client = PbtClient("localhost:50051")
+        client = PbtClient("localhost:50051")                 # or PbtClient(ClientSettings(...))
         client.create_study("demo", config, exist_ok=True)
         best = client.list_trials("demo", statuses=[TrialStatus.COMPLETED])
     """
 
     def __init__(
         self,
-        address: str,
+        service: str | ClientSettings,
         *,
-        timeout_seconds: float = 10.0,
-        retry_seconds: float = 30.0,
+        timeout_seconds: float | None = None,
+        retry_seconds: float | None = None,
         token: str | None = None,
     ) -> None:
-        self.address = address
-        self._timeout = timeout_seconds
-        self._retry_seconds = retry_seconds
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        """`service` is a `ClientSettings` (what the commands build from flags and `PBT_*`
+        variables) or an address; the keywords override the matching settings. Raises
+        SettingsError for impossible values and OSError for an unreadable TLS file."""
+        settings = service if isinstance(service, ClientSettings) else ClientSettings(address=service)
+        overrides: dict[str, Any] = {}
+        if timeout_seconds is not None:
+            overrides["deadline_seconds"] = timeout_seconds
+        if retry_seconds is not None:
+            overrides["retry_seconds"] = retry_seconds
+        if token is not None:
+            overrides["token"] = token
+        self.settings = replace(settings, **overrides) if overrides else settings
+        self.address = self.settings.address
+        self._timeout = self.settings.deadline_seconds
+        self._retry_seconds = self.settings.retry_seconds
+        self._metadata = (("authorization", f"Bearer {self.settings.token}"),) if self.settings.token else ()
+        self._channel = _open_channel(self.settings)
         self._stub = pbt_service_pb2_grpc.PbtServiceStub(self._channel)
 
     def close(self) -> None:
@@ -190,8 +221,7 @@ class PbtClient:
         request = pb.ListTrialsRequest(
             study=study,
             statuses=[converters.trial_status_to_proto(s) for s in statuses],
-            generation=generation or 0,
-            has_generation=generation is not None,
+            generation=generation,
             page_size=page_size,
             omit_measurements=not with_measurements,
         )

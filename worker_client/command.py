@@ -14,7 +14,6 @@ from the last line of its stdout.
 from __future__ import annotations
 
 import collections
-import importlib
 import json
 import logging
 import os
@@ -25,14 +24,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, cast
 
 from worker_client.context import (
     CHECKPOINT_PATTERN,
-    Evaluator,
-    Trainer,
     TrialContext,
     TrialFailure,
     checkpoint_step,
@@ -242,32 +239,3 @@ class CommandEvaluator:
                 f"metrics: {shown}"
             )
         return cast(Mapping[str, float], metrics)
-
-
-def load_callable(spec: str, what: str) -> Callable[..., object]:
-    """`package.module:function` (or `module:Class.method`), imported with the current directory
-    on the path. Raises ValueError saying what is wrong."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"--{what}-module {spec!r}: expected 'package.module:function'")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        target: object = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"--{what}-module {spec!r}: cannot import {module_name!r}: {error}") from error
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise ValueError(f"--{what}-module {spec!r}: {module_name} has no attribute {attribute!r}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise ValueError(f"--{what}-module {spec!r}: {attribute} is not callable")
-    return target
-
-
-def load_trainer(spec: str) -> Trainer:
-    return cast(Trainer, load_callable(spec, "trainer"))
-
-
-def load_evaluator(spec: str) -> Evaluator:
-    return cast(Evaluator, load_callable(spec, "evaluator"))

@@ -17,6 +17,30 @@ class TrialFailure(Exception):
     and the worker goes on with the next trial."""
 
 
+class StopSignal:
+    """The one owner of a trial's stop request. The worker (shutdown, time limit), the evaluation
+    (early stop, divergence, an error) and the heartbeat each call `request`; the trainer reads it
+    through `TrialContext.should_stop`. The first reason is kept, for the logs."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._reason: str | None = None
+
+    def request(self, reason: str) -> None:
+        with self._lock:
+            if self._reason is None:
+                self._reason = reason
+            self._event.set()
+
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    @property
+    def reason(self) -> str | None:
+        return self._reason
+
+
 @dataclass(frozen=True)
 class TrialContext:
     """A trial as the user's code sees it.
@@ -35,7 +59,7 @@ class TrialContext:
     model_dir: Path
     steps: int
     worker_id: str = ""
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    stop_signal: StopSignal = field(default_factory=StopSignal, repr=False, compare=False)
 
     def checkpoint_path(self, step: int) -> Path:
         """Where the checkpoint of `step` (the global training step) goes."""
@@ -44,7 +68,7 @@ class TrialContext:
     def should_stop(self) -> bool:
         """True once the service asked for an early stop, the trial diverged or the worker is
         shutting down: finish the current step, write a checkpoint and return."""
-        return self._stop.is_set()
+        return self.stop_signal.requested()
 
 
 Trainer = Callable[[TrialContext], None]

@@ -69,10 +69,10 @@ class Heartbeat(threading.Thread):
         try:
             while not self.done.wait(self._seconds):
                 if self._client.heartbeat(self._trial.id, self._ctx.worker_id):
-                    self._ctx._stop.set()
+                    self._ctx.stop_signal.request("the service asks the trial to stop early")
         except BaseException as error:  # noqa: BLE001 - handed to the trial loop
             self.error = error
-            self._ctx._stop.set()
+            self._ctx.stop_signal.request(f"heartbeat failed: {error!r}")
 
 
 class ContinuousEvaluation(threading.Thread):
@@ -128,7 +128,7 @@ class ContinuousEvaluation(threading.Thread):
                 self.trainer_done.wait(self._poll)
         except BaseException as error:  # noqa: BLE001 - handed to the trial loop
             self.error = error
-            self._ctx._stop.set()
+            self._ctx.stop_signal.request(f"evaluation failed: {error!r}")
 
     def _pending(self) -> list[tuple[int, Path]]:
         return sorted(
@@ -169,10 +169,10 @@ class ContinuousEvaluation(threading.Thread):
             log.warning("trial %s diverged at step %d (%s); stopping its training", self._trial.id, step,
                         ", ".join(f"{k}={metrics[k]}" for k in self._objectives))
             self.diverged = True
-            self._ctx._stop.set()
+            self._ctx.stop_signal.request(f"diverged at step {step}")
         elif stop and not self._ctx.should_stop():
             log.info("trial %s: the service asks it to stop early", self._trial.id)
-            self._ctx._stop.set()
+            self._ctx.stop_signal.request("the service asks the trial to stop early")
         self._evaluated.append(path)
         self._collect_garbage()
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pbt_service.core.types import StudyConfig
+from worker_client import cli
 from worker_client.context import Evaluator, Trainer
 
 
@@ -56,6 +57,4 @@ class Job:
 
     def main(self, argv: Sequence[str] | None = None) -> int:
         """Parses `pbt-worker`'s options (from sys.argv by default), runs, returns the exit code."""
-        from worker_client.cli import main
-
-        return main(argv, job=self)
+        return cli.main(argv, job=cli.PythonJob(self.train, self.evaluate, self.study_config))

@@ -2,6 +2,7 @@
 
 Examples:
     pbt-results --service localhost:50051 studies
+    PBT_AUTH_TOKEN=secret pbt-results --service pbt.example.org:443 --tls best digits
     pbt-results --service localhost:50051 best digits --top 5
     pbt-results --service localhost:50051 schedule 123 --save best-schedule.json
     pbt-results replay best-schedule.json --trainer examples.digits:train --evaluator examples.digits:evaluate
@@ -11,35 +12,34 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import grpc
 
 from worker_client.client import PbtClient
+from worker_client.context import Evaluator, Trainer
 from worker_client.garbage_collection import collect_garbage
+from worker_client.loading import load_callable
 from worker_client.replay import load_schedule, replay, save_schedule
 from worker_client.results import best, format_schedule, trial_schedule
+from worker_client.settings import SettingsError, add_client_arguments, client_settings
 
-
-def load_callable(spec: str) -> Any:
-    """`package.module:function` -> the function; raises ValueError naming the spec."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"{spec!r}: expected 'package.module:function'")
-    try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"{spec!r}: {error}") from error
+DEFAULT_SERVICE = "localhost:50051"
+RESULTS_RETRY_SECONDS = 10.0
+"""A query gives up on an unreachable service sooner than a worker does."""
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="pbt-results", description=__doc__.splitlines()[0])
-    root.add_argument("--service", default="localhost:50051", help="service address (default %(default)s)")
+    root = argparse.ArgumentParser(
+        prog="pbt-results", description=__doc__.splitlines()[0],
+        epilog="\n".join(__doc__.splitlines()[2:]), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_client_arguments(root.add_argument_group(f"service (default {DEFAULT_SERVICE})"),
+                         retry_seconds=RESULTS_RETRY_SECONDS)
     commands = root.add_subparsers(dest="command", required=True)
     commands.add_parser("studies", help="list studies")
     top = commands.add_parser("best", help="the best completed trials of a study")
@@ -60,15 +60,23 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """Entry point of `pbt-results`; returns the exit code: 1 when the service refused or failed
+    (the message names the status), 2 for bad options or files."""
+    ap = parser()
+    args = ap.parse_args(argv)
+    try:
+        settings = client_settings(args, default_address=DEFAULT_SERVICE, retry_seconds=RESULTS_RETRY_SECONDS)
+    except SettingsError as error:
+        ap.error(str(error))
     try:
         if args.command == "replay":
-            results = replay(load_schedule(args.schedule), load_callable(args.trainer),
-                             load_callable(args.evaluator), args.workdir)
+            trainer = cast(Trainer, load_callable(args.trainer, "--trainer"))
+            evaluator = cast(Evaluator, load_callable(args.evaluator, "--evaluator"))
+            results = replay(load_schedule(args.schedule), trainer, evaluator, args.workdir)
             for step, metrics in results:
                 print(f"step {step}: {json.dumps(metrics)}")
             return 0
-        with PbtClient(args.service) as client:
+        with PbtClient(settings) as client:
             if args.command == "studies":
                 for study in client.list_studies():
                     print(f"{study.name}\t{study.state.value}\t{study.trial_count} trials")
@@ -91,7 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"saved to {args.save}")
         return 0
     except grpc.RpcError as error:
-        print(f"pbt-results: {error.code().name}: {error.details()}", file=sys.stderr)
+        hint = ""
+        if error.code() == grpc.StatusCode.UNAUTHENTICATED:
+            hint = " (give the service's token with --token or PBT_AUTH_TOKEN)"
+        print(f"pbt-results: {settings.address}: {error.code().name}: {error.details()}{hint}", file=sys.stderr)
         return 1
     except ValueError as error:
         print(f"pbt-results: {error}", file=sys.stderr)

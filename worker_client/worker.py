@@ -38,7 +38,7 @@ from worker_client.results import format_value
 log = logging.getLogger(__name__)
 LOST = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
 
-__all__ = ["TrialFailure", "Worker", "default_worker_id", "run_workers"]
+__all__ = ["TrialFailure", "Worker", "default_worker_id"]
 
 
 def default_worker_id() -> str:
@@ -125,7 +125,7 @@ class Worker:
                 self._stop_reason = reason
             self._shutdown.set()
             if self._current is not None:
-                self._current._stop.set()
+                self._current.stop_signal.request(self._stop_reason)
 
     def run(self, max_trials: int | None = None, max_seconds: float | None = None) -> int:
         """Runs trials until the study is done, `max_trials` ran, `max_seconds` passed or
@@ -193,7 +193,7 @@ class Worker:
         with self._lock:
             self._current = ctx
             if self._shutdown.is_set():
-                ctx._stop.set()
+                ctx.stop_signal.request(self._stop_reason)
         evaluation = ContinuousEvaluation(
             self.client, trial, ctx, self.evaluator,
             objectives=self._objectives(), pattern=self.checkpoint_pattern, poll_seconds=self.poll_seconds,
@@ -293,33 +293,3 @@ def _summary(measurement: Measurement | None, objectives: tuple[str, ...]) -> st
         return "no measurement"
     shown = ", ".join(f"{k}={format_value(measurement.metrics[k])}" for k in objectives if k in measurement.metrics)
     return f"step {measurement.step}, {shown}"
-
-
-def run_workers(
-    address: str,
-    study: str,
-    trainer: Trainer,
-    evaluator: Evaluator,
-    num_workers: int,
-    workdir: Path,
-    **worker_options: object,
-) -> int:
-    """Runs `num_workers` workers in threads of this process until the study is done; returns the
-    number of trials they ran. Each worker has its own channel, as separate processes would."""
-    counts = [0] * num_workers
-
-    def work(index: int) -> None:
-        with PbtClient(address) as client:
-            worker = Worker(
-                client, study, trainer, evaluator,
-                worker_id=f"{default_worker_id()}-w{index}", name=f"w{index}", workdir=workdir,
-                **worker_options,  # type: ignore[arg-type]
-            )
-            counts[index] = worker.run()
-
-    threads = [threading.Thread(target=work, args=(i,), name=f"pbt-worker-{i}") for i in range(num_workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(counts)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from examples.digits.data import digits
-from pbt_service.core.types import (
+from worker_client import (
     AlgorithmConfig,
     Condition,
     Goal,

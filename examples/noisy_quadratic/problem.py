@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pbt_service.core.types import (
+from worker_client import (
     AlgorithmConfig,
     Goal,
     Objective,

@@ -27,8 +27,17 @@ import torch
 
 from examples.wavenet import data
 from examples.wavenet.model import WaveNet, next_sample_loss
-from pbt_service.core.types import AlgorithmConfig, Goal, Objective, ParameterSpec, ParameterType, Scale, StudyConfig
-from worker_client import Job, TrialContext
+from worker_client import (
+    AlgorithmConfig,
+    Goal,
+    Job,
+    Objective,
+    ParameterSpec,
+    ParameterType,
+    Scale,
+    StudyConfig,
+    TrialContext,
+)
 from worker_client.context import step_of_checkpoint
 from worker_client.torch_checkpoint import load_checkpoint, save_checkpoint
 
