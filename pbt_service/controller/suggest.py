@@ -29,11 +29,13 @@ class Suggestion:
 def suggest(tx: Transaction, study_name: str, worker: str, count: int, now: datetime, lease_seconds: float) -> Suggestion:
     """Up to `count` trials held by `worker`: those it holds already, then new ones. Raises
     NotFoundError for an unknown study."""
-    study = tx.get_study(study_name, lock=True)
+    head = tx.lock_study_for_suggestion(study_name, worker, leases.lease_start(now, lease_seconds))
+    study = head.study
     if study.state is StudyState.DONE:
         return Suggestion((), study_done=True)
-    leases.expire(tx, study_name, now, lease_seconds, lock=False)
-    trials = tx.active_trials(study_name, worker)
+    if head.has_lapsed:
+        leases.expire(tx, study_name, now, lease_seconds, lock=False)
+    trials = tx.active_trials(study_name, worker) if head.holds_trials else []
     number = study.trial_count
     while len(trials) < count:
         proposal = _propose(tx, study, number + 1)

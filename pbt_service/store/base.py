@@ -58,6 +58,16 @@ class TrialState:
     config: StudyConfig
 
 
+@dataclass(frozen=True)
+class SuggestionHead:
+    """The locked study a suggestion decides on, and which scans it needs: `has_lapsed` (an ACTIVE
+    trial's last heartbeat is older than the cutoff) and `holds_trials` (the worker holds one)."""
+
+    study: Study
+    has_lapsed: bool
+    holds_trials: bool
+
+
 class Transaction(abc.ABC):
     """One database transaction. Raises `NotFoundError`/`AlreadyExistsError` as documented."""
 
@@ -69,6 +79,11 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def get_study(self, name: str, *, lock: bool = False) -> Study:
         """Raises NotFoundError. With lock=True, holds the study's lock until the transaction ends."""
+
+    @abc.abstractmethod
+    def lock_study_for_suggestion(self, name: str, worker_id: str, heartbeat_before: datetime) -> SuggestionHead:
+        """`get_study(name, lock=True)` and the two facts of SuggestionHead, in one round trip.
+        Raises NotFoundError."""
 
     @abc.abstractmethod
     def list_studies(self) -> list[Study]:

@@ -7,10 +7,28 @@ names differ from column names: UPDATE reserves those for its SET clause.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, ScalarSelect, Update, bindparam, func, insert, select, update
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    ScalarSelect,
+    String,
+    Table,
+    Update,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 
 from pbt_service.core.types import TrialStatus
-from pbt_service.store.sql_rows import MEASUREMENTS, METRICS, STUDIES, TRIALS
+from pbt_service.store.sql_rows import MEASUREMENTS, METRICS, PARAMS, STUDIES, TRIALS
 
 ACTIVE = TrialStatus.ACTIVE.value
 COMPLETED = TrialStatus.COMPLETED.value
@@ -19,6 +37,25 @@ NO_GENERATION_LIMIT = 2**31 - 1
 
 study_by_name = select(STUDIES).where(STUDIES.c.name == bindparam("p_name"))
 lock_study = study_by_name.with_for_update(key_share=True)
+
+_active_of_study = (TRIALS.c.study_id == STUDIES.c.id, TRIALS.c.status == ACTIVE)
+lock_study_for_suggestion = (
+    select(
+        STUDIES,
+        exists()
+        .where(
+            *_active_of_study,
+            func.coalesce(TRIALS.c.heartbeat_time, TRIALS.c.create_time)
+            < bindparam("p_cutoff", type_=TRIALS.c.create_time.type),
+        )
+        .label("has_lapsed"),
+        exists().where(*_active_of_study, TRIALS.c.worker_id == bindparam("p_worker")).label("holds_trials"),
+    )
+    .where(STUDIES.c.name == bindparam("p_name"))
+    .with_for_update(key_share=True, of=STUDIES)
+)
+"""The study, locked, and whether it has lapsed trials and whether the worker holds any: the
+common suggestion skips both scans in one round trip."""
 
 stale_trials = (
     select(TRIALS.c.id, TRIALS.c.initiator_parent_trial_id)
@@ -49,6 +86,17 @@ any_active = (
 _candidate = TRIALS.alias("candidate")
 _initiator = TRIALS.alias("initiator")
 _member = TRIALS.alias("member")
+_peer = TRIALS.alias("peer")
+
+
+def _opponents_of(initiator_id: ColumnElement[int], generation: ColumnElement[int]) -> tuple[ColumnElement[bool], ...]:
+    """COMPLETED trials of the initiator's past `p_k` generations, the initiator excluded."""
+    return (
+        _peer.c.study_id == bindparam("p_study"),
+        _peer.c.status == COMPLETED,
+        _peer.c.generation.between(generation - bindparam("p_k") + 1, generation),
+        _peer.c.id != initiator_id,
+    )
 
 
 def _live_in(generation: int | ColumnElement[int]) -> ScalarSelect[int]:
@@ -70,6 +118,10 @@ view_head = (
         _initiator.c.id.label("initiator_id"),
         _initiator.c.generation.label("initiator_generation"),
         _live_in(_initiator.c.generation).label("generation_size"),
+        select(func.count())
+        .where(*_opponents_of(_initiator.c.id, _initiator.c.generation))
+        .scalar_subquery()
+        .label("opponent_count"),
     )
     .select_from(
         STUDIES.outerjoin(
@@ -91,31 +143,43 @@ view_head = (
     )
     .where(STUDIES.c.id == bindparam("p_study"))
 )
-"""The budget count, the generation-0 size, the initiator and its generation's size: one row."""
+"""The budget count, the generation-0 size, the initiator, its generation's size and its number of
+opponents: one row."""
 
-completed_with_finals = (
-    select(
-        TRIALS,
-        MEASUREMENTS.c.step.label("m_step"),
-        MEASUREMENTS.c.checkpoint_path.label("m_checkpoint_path"),
-        MEASUREMENTS.c.elapsed_seconds.label("m_elapsed_seconds"),
-        MEASUREMENTS.c.create_time.label("m_create_time"),
-        METRICS.c.name.label("m_name"),
-        METRICS.c.value.label("m_value"),
-    )
-    .select_from(
-        TRIALS.outerjoin(MEASUREMENTS, MEASUREMENTS.c.id == TRIALS.c.final_measurement_id).outerjoin(
-            METRICS, METRICS.c.measurement_id == MEASUREMENTS.c.id
-        )
-    )
-    .where(
-        TRIALS.c.study_id == bindparam("p_study"),
-        TRIALS.c.generation.between(bindparam("p_low"), bindparam("p_high")),
-        TRIALS.c.status == COMPLETED,
-    )
-    .order_by(TRIALS.c.generation, TRIALS.c.number)
+_with_final_and_params = select(
+    TRIALS,
+    MEASUREMENTS.c.step.label("m_step"),
+    MEASUREMENTS.c.checkpoint_path.label("m_checkpoint_path"),
+    MEASUREMENTS.c.elapsed_seconds.label("m_elapsed_seconds"),
+    MEASUREMENTS.c.create_time.label("m_create_time"),
+    METRICS.c.name.label("m_name"),
+    METRICS.c.value.label("m_value"),
+    PARAMS.c.trial_id,
+    PARAMS.c.name,
+    PARAMS.c.kind,
+    PARAMS.c.int_value,
+    PARAMS.c.float_value,
+    PARAMS.c.string_value,
+).select_from(
+    TRIALS.outerjoin(MEASUREMENTS, MEASUREMENTS.c.id == TRIALS.c.final_measurement_id)
+    .outerjoin(METRICS, METRICS.c.measurement_id == MEASUREMENTS.c.id)
+    .outerjoin(PARAMS, PARAMS.c.trial_id == TRIALS.c.id)
 )
-"""Completed trials of a window of generations with their final measurement, a row per metric."""
+
+trial_with_final = _with_final_and_params.where(TRIALS.c.id == bindparam("p_trial"))
+"""One trial with its final measurement and its params: a row per (metric, param) pair."""
+
+opponent_at = _with_final_and_params.where(
+    TRIALS.c.id
+    == select(_peer.c.id)
+    .where(*_opponents_of(bindparam("p_initiator"), bindparam("p_generation")))
+    .order_by(_peer.c.generation, _peer.c.number)
+    .offset(bindparam("p_offset"))
+    .limit(1)
+    .scalar_subquery()
+)
+"""The opponent at `p_offset` in (generation, number) order, shaped as `trial_with_final`."""
+
 
 _reference = TRIALS.alias("reference")
 
@@ -230,3 +294,77 @@ complete_with_latest = _end_active(
     .scalar_subquery()
 )
 """Ends an ACTIVE trial with its latest measurement as the final one."""
+
+
+def _insert_measurement(dialect_insert: Callable[[Table], Any]) -> Any:
+    return (
+        dialect_insert(MEASUREMENTS)
+        .values(
+            trial_id=bindparam("p_trial"),
+            step=bindparam("p_step"),
+            checkpoint_path=bindparam("p_path"),
+            elapsed_seconds=bindparam("p_elapsed"),
+            create_time=bindparam("p_created", type_=MEASUREMENTS.c.create_time.type),
+        )
+        .on_conflict_do_nothing(index_elements=["trial_id", "step"])
+        .returning(MEASUREMENTS.c.id)
+    )
+
+
+insert_measurement_sqlite = _insert_measurement(sqlite.insert)
+"""Inserts a measurement unless its step exists; returns its id (no row for a repeat)."""
+
+_new_measurement = _insert_measurement(postgresql.insert).cte("new_measurement")
+insert_measurement_with_metrics_postgresql = select(_new_measurement.c.id).add_cte(
+    insert(METRICS)
+    .from_select(
+        ["measurement_id", "name", "value"],
+        select(
+            _new_measurement.c.id,
+            func.unnest(bindparam("p_names", type_=postgresql.ARRAY(String))),
+            func.unnest(bindparam("p_values", type_=postgresql.ARRAY(Float))),
+        ),
+    )
+    .cte("new_metrics")
+)
+"""The same with its metrics (parallel name and value arrays, NULL for NaN) in one round trip;
+the metrics are written only when the measurement is new."""
+
+create_trial_postgresql = text(
+    """
+    WITH next AS (
+      UPDATE studies SET trial_count = trial_count + 1 WHERE name = :p_name RETURNING id, trial_count
+    ), checked AS (
+      SELECT next.id AS study_id, next.trial_count AS number FROM next
+      WHERE (CAST(:p_parent AS integer) IS NULL
+             OR EXISTS (SELECT 1 FROM trials p WHERE p.id = CAST(:p_parent AS integer)))
+        AND (CAST(:p_initiator AS integer) IS NULL
+             OR EXISTS (SELECT 1 FROM trials i WHERE i.id = CAST(:p_initiator AS integer)
+                        AND i.study_id = next.id AND i.status = 'completed' AND i.initiated_trial_id IS NULL))
+    ), new_trial AS (
+      INSERT INTO trials (study_id, number, generation, status, worker_id, warm_start_checkpoint_path,
+                          parent_trial_id, initiator_parent_trial_id, initiated_trial_id, stop_requested,
+                          status_message, create_time, heartbeat_time)
+      SELECT study_id, number, :p_generation, 'active', :p_worker, :p_checkpoint, CAST(:p_parent AS integer),
+             CAST(:p_initiator AS integer), NULL, false, '', :p_now, :p_now
+      FROM checked
+      RETURNING id, number
+    ), new_params AS (
+      INSERT INTO trial_params (trial_id, name, kind, float_value, int_value, string_value)
+      SELECT new_trial.id, u.name, u.kind, u.float_value, u.int_value, u.string_value
+      FROM new_trial, unnest(CAST(:p_names AS text[]), CAST(:p_kinds AS text[]), CAST(:p_floats AS float8[]),
+                             CAST(:p_ints AS bigint[]), CAST(:p_strings AS text[]))
+                      AS u(name, kind, float_value, int_value, string_value)
+    ), claimed AS (
+      UPDATE trials SET initiated_trial_id = (SELECT id FROM new_trial)
+      WHERE id = CAST(:p_initiator AS integer) AND initiated_trial_id IS NULL AND EXISTS (SELECT 1 FROM new_trial)
+      RETURNING id
+    )
+    SELECT next.id AS study_id, new_trial.id, new_trial.number, (SELECT count(*) FROM claimed) AS claimed
+    FROM next LEFT JOIN new_trial ON true
+    """
+)
+"""`create_trial` in one round trip on PostgreSQL: takes the next number, checks the parent and
+the initiator (no trial row when either fails, so the caller can say which), inserts the trial and
+its params and claims the initiator. Data-modifying CTEs are PostgreSQL's; SQLite takes the
+statements one by one."""

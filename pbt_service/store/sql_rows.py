@@ -7,7 +7,6 @@ The params and measurements (with their metrics, joined) of a set of trials are 
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timezone
@@ -68,8 +67,8 @@ MEASUREMENTS_OF_TRIALS = _MEASUREMENTS_WITH_METRICS.where(
 MEASUREMENTS_BY_ID = _MEASUREMENTS_WITH_METRICS.where(MEASUREMENTS.c.id.in_(bindparam("p_ids", expanding=True)))
 
 
-parse_config = functools.lru_cache(maxsize=256)(config_from_json)
-"""A study's config never changes after creation, so its parsed form is shared (it is frozen)."""
+parse_config = config_from_json
+"""Cached by its text (`config_json.config_from_json`): a study's config never changes after creation."""
 
 
 def chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -160,27 +159,23 @@ def load_trials(
     ]
 
 
-def trials_with_finals(connection: Connection, rows: Sequence[AnyRow], study: str) -> list[Trial]:
-    """Trials from rows of `sql_queries.completed_with_finals` (a row per final metric), in order,
-    with their params (one more query) and their final measurement only."""
-    grouped: dict[int, tuple[AnyRow, dict[str, float]]] = {}
+def trial_from_joined_rows(rows: Sequence[AnyRow], study: str) -> Trial:
+    """One trial from the rows of `sql_queries.trial_with_final` (a row per metric × param pair):
+    its params and its final measurement only."""
+    metrics: dict[str, float] = {}
+    params: dict[str, ParamValue] = {}
     for row in rows:
-        _, metrics = grouped.setdefault(row.id, (row, {}))
         if row.m_name is not None:
             metrics[row.m_name] = row.m_value
-    params = _params(connection, list(grouped))
-    return [
-        _trial(
-            row,
-            study,
-            params[trial_id],
-            (),
-            None
-            if row.m_step is None
-            else Measurement(row.m_step, metrics, row.m_checkpoint_path, row.m_elapsed_seconds, row.m_create_time),
-        )
-        for trial_id, (row, metrics) in grouped.items()
-    ]
+        if row.kind is not None:
+            params[row.name] = _param_value(row)
+    row = rows[0]
+    final = (
+        None
+        if row.m_step is None
+        else Measurement(row.m_step, metrics, row.m_checkpoint_path, row.m_elapsed_seconds, row.m_create_time)
+    )
+    return _trial(row, study, params, (), final)
 
 
 def _params(connection: Connection, ids: Sequence[int]) -> dict[int, dict[str, ParamValue]]:

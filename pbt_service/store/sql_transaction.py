@@ -7,11 +7,12 @@ the foreign-key checks of rows that merely reference the locked one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any, overload
 
-from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Executable, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pbt_service.core.types import (
@@ -25,7 +26,7 @@ from pbt_service.core.types import (
     TrialStatus,
 )
 from pbt_service.store import sql_queries as q
-from pbt_service.store.base import LEASE_EXPIRED, Transaction, TrialState
+from pbt_service.store.base import LEASE_EXPIRED, SuggestionHead, Transaction, TrialState
 from pbt_service.store.config_json import config_to_json
 from pbt_service.store.errors import AlreadyExistsError, NotFoundError, TrialStateError
 from pbt_service.store.sql_queries import ACTIVE, COMPLETED
@@ -41,7 +42,7 @@ from pbt_service.store.sql_rows import (
     param_values,
     parse_config,
     study_from_row,
-    trials_with_finals,
+    trial_from_joined_rows,
     utc,
 )
 
@@ -64,8 +65,6 @@ class SqlTransaction(Transaction):
         values = {
             "name": name,
             "config_json": config_to_json(config),
-            "population_size": config.algorithm.population_size,
-            "seed": config.algorithm.seed,
             "state": StudyState.ACTIVE.value,
             "trial_count": 0,
             "stopped_count": 0,
@@ -83,6 +82,15 @@ class SqlTransaction(Transaction):
             raise NotFoundError(f"study {name!r} not found")
         self._study_ids[name] = row.id
         return study_from_row(row)
+
+    def lock_study_for_suggestion(self, name: str, worker_id: str, heartbeat_before: datetime) -> SuggestionHead:
+        row = self._db.execute(
+            q.lock_study_for_suggestion, {"p_name": name, "p_worker": worker_id, "p_cutoff": utc(heartbeat_before)}
+        ).one_or_none()
+        if row is None:
+            raise NotFoundError(f"study {name!r} not found")
+        self._study_ids[name] = row.id
+        return SuggestionHead(study_from_row(row), bool(row.has_lapsed), bool(row.holds_trials))
 
     def list_studies(self) -> list[Study]:
         return [study_from_row(row) for row in self._db.execute(select(STUDIES).order_by(STUDIES.c.name))]
@@ -104,24 +112,40 @@ class SqlTransaction(Transaction):
         return [row.id for row in stale]
 
     def population_view(self, study: str, config: StudyConfig) -> PopulationView:
-        """See PopulationView; three indexed queries whatever the history. The initiator and the
-        opponents carry only their final measurement."""
+        """See PopulationView; two indexed queries whatever the history and the population. The
+        opponents are a lazy sequence: the tournament reads the one it draws (one more query), so
+        a suggestion's cost does not grow with population × k. Use the view inside its
+        transaction. The initiator and the opponents carry only their final measurement."""
         study_id = self._study_id(study)
         algorithm = config.algorithm
         limit = algorithm.max_generations - 1 if algorithm.max_generations > 0 else q.NO_GENERATION_LIMIT
-        head = self._db.execute(q.view_head, {"p_study": study_id, "p_generation_limit": limit}).one()
+        head = self._db.execute(
+            q.view_head, {"p_study": study_id, "p_generation_limit": limit, "p_k": algorithm.opponent_generations}
+        ).one()
         if head.initiator_id is None:
             return PopulationView(live_in_generation_zero=head.live_zero, trials_counted=head.counted)
-        generation = head.initiator_generation
-        window = {"p_study": study_id, "p_low": generation - algorithm.opponent_generations + 1, "p_high": generation}
-        trials = trials_with_finals(self._db, self._db.execute(q.completed_with_finals, window).all(), study)
+        initiator = self._trial_with_final(q.trial_with_final, {"p_trial": head.initiator_id}, study)
+        window = {
+            "p_study": study_id, "p_k": algorithm.opponent_generations, "p_initiator": head.initiator_id,
+            "p_generation": head.initiator_generation,
+        }  # fmt: skip
         return PopulationView(
             live_in_generation_zero=head.live_zero,
             trials_counted=head.counted,
-            initiator=next(t for t in trials if t.id == head.initiator_id),
+            initiator=initiator,
             initiator_generation_size=head.generation_size,
-            opponents=tuple(t for t in trials if t.id != head.initiator_id),
+            opponents=_LazyOpponents(
+                head.opponent_count,
+                lambda offset: self._trial_with_final(q.opponent_at, {**window, "p_offset": offset}, study),
+            ),
         )
+
+    def _trial_with_final(self, query: Executable, params: dict[str, object], study: str) -> Trial:
+        """The one trial `query` selects (shaped as `sql_queries.trial_with_final`)."""
+        rows = self._db.execute(query, params).all()
+        if not rows:
+            raise NotFoundError(f"trial not found for {params}")
+        return trial_from_joined_rows(rows, study)
 
     def create_trial(self, study: str, proposal: TrialProposal, worker_id: str, now: datetime) -> Trial:
         """Also raises NotFoundError for an unknown initiator or parent, and ValueError for an
@@ -130,6 +154,9 @@ class SqlTransaction(Transaction):
         created = utc(now)
         params = [param_values(name, value) for name, value in proposal.hparams.items()]
         initiator, parent = proposal.initiator_id, proposal.parent_trial_id
+        if self._db.dialect.name == "postgresql":
+            trial_id, number = self._create_trial_in_one_trip(study, proposal, params, worker_id, created)
+            return _new_trial(trial_id, study, number, proposal, worker_id, created)
         head = self._db.execute(
             q.next_number, {"p_name": study, "p_initiator": initiator, "p_parent": parent}
         ).one_or_none()
@@ -162,13 +189,30 @@ class SqlTransaction(Transaction):
             claimed = self._db.execute(q.claim_initiator, {"p_initiator": initiator, "p_child": trial_id})
             if claimed.rowcount != 1:  # the study lock makes this impossible; never double-initiate
                 raise ValueError(f"trial {initiator} cannot initiate: it initiated a trial meanwhile")
-        return Trial(
-            id=trial_id, study=study, number=number, generation=proposal.generation,
-            status=TrialStatus.ACTIVE, hparams=dict(proposal.hparams),
-            warm_start_checkpoint_path=proposal.warm_start_checkpoint_path,
-            parent_trial_id=proposal.parent_trial_id, initiator_parent_trial_id=proposal.initiator_id,
-            worker_id=worker_id, create_time=created, heartbeat_time=created,
-        )  # fmt: skip
+        return _new_trial(trial_id, study, number, proposal, worker_id, created)
+
+    def _create_trial_in_one_trip(
+        self, study: str, proposal: TrialProposal, params: list[dict[str, Any]], worker_id: str, created: datetime
+    ) -> tuple[int, int]:
+        """PostgreSQL's `create_trial`: one statement; on a refused reference, finds out which."""
+        initiator, parent = proposal.initiator_id, proposal.parent_trial_id
+        row = self._db.execute(
+            q.create_trial_postgresql,
+            {
+                "p_name": study, "p_parent": parent, "p_initiator": initiator, "p_generation": proposal.generation,
+                "p_worker": worker_id, "p_checkpoint": proposal.warm_start_checkpoint_path, "p_now": created,
+                **{f"p_{key}": [p[column] for p in params] for key, column in _PARAM_ARRAYS},
+            },
+        ).one_or_none()  # fmt: skip
+        if row is None:
+            raise NotFoundError(f"study {study!r} not found")
+        if row.id is None:
+            if parent is not None and self._db.scalar(select(TRIALS.c.id).where(TRIALS.c.id == parent)) is None:
+                raise NotFoundError(f"parent trial {parent} not found")
+            self._refuse_initiator(row.study_id, initiator or 0)
+        if initiator is not None and row.claimed != 1:  # the study lock makes this impossible
+            raise ValueError(f"trial {initiator} cannot initiate: it initiated a trial meanwhile")
+        return row.id, row.number
 
     def active_trials(self, study: str, worker_id: str | None = None) -> list[Trial]:
         if worker_id is not None:
@@ -345,32 +389,71 @@ class SqlTransaction(Transaction):
 
     def _insert_measurement(self, trial_id: int, measurement: Measurement, now: datetime) -> int | None:
         """Inserts a measurement unless its step exists (atomically); returns its id or None.
-        Raises NotFoundError for an unknown trial (the only foreign key the insert can break)."""
-        dialect_insert = postgresql.insert if self._db.dialect.name == "postgresql" else sqlite.insert
+        Raises NotFoundError for an unknown trial (the only foreign key the insert can break).
+        One round trip on PostgreSQL, two on SQLite."""
+        values = {
+            "p_trial": trial_id, "p_step": measurement.step, "p_path": measurement.checkpoint_path,
+            "p_elapsed": measurement.elapsed_seconds,
+            "p_created": utc(measurement.create_time) if measurement.create_time else now,
+        }  # fmt: skip
+        metrics = [(name, None if math.isnan(v) else float(v)) for name, v in measurement.metrics.items()]
         try:
-            measurement_id: int | None = self._db.scalar(
-                dialect_insert(MEASUREMENTS)
-                .values(
-                    trial_id=trial_id,
-                    step=measurement.step,
-                    checkpoint_path=measurement.checkpoint_path,
-                    elapsed_seconds=measurement.elapsed_seconds,
-                    create_time=utc(measurement.create_time) if measurement.create_time else now,
+            if self._db.dialect.name == "postgresql":
+                names, numbers = [m[0] for m in metrics], [m[1] for m in metrics]
+                return self._db.scalar(
+                    q.insert_measurement_with_metrics_postgresql, {**values, "p_names": names, "p_values": numbers}
                 )
-                .on_conflict_do_nothing(index_elements=["trial_id", "step"])
-                .returning(MEASUREMENTS.c.id)
-            )
+            measurement_id: int | None = self._db.scalar(q.insert_measurement_sqlite, values)
         except IntegrityError as e:
             raise NotFoundError(f"trial {trial_id} not found") from e
-        if measurement_id is not None and measurement.metrics:
-            self._db.execute(
-                insert(METRICS),
-                [
-                    {"measurement_id": measurement_id, "name": name, "value": float(value)}
-                    for name, value in measurement.metrics.items()
-                ],
-            )
+        if measurement_id is not None and metrics:
+            rows = [{"measurement_id": measurement_id, "name": name, "value": value} for name, value in metrics]
+            self._db.execute(insert(METRICS), rows)
         return measurement_id
+
+
+_PARAM_ARRAYS = (
+    ("names", "name"), ("kinds", "kind"), ("floats", "float_value"), ("ints", "int_value"), ("strings", "string_value"),
+)
+
+
+def _new_trial(
+    trial_id: int, study: str, number: int, proposal: TrialProposal, worker_id: str, created: datetime
+) -> Trial:
+    return Trial(
+        id=trial_id, study=study, number=number, generation=proposal.generation,
+        status=TrialStatus.ACTIVE, hparams=dict(proposal.hparams),
+        warm_start_checkpoint_path=proposal.warm_start_checkpoint_path,
+        parent_trial_id=proposal.parent_trial_id, initiator_parent_trial_id=proposal.initiator_id,
+        worker_id=worker_id, create_time=created, heartbeat_time=created,
+    )  # fmt: skip
+
+
+class _LazyOpponents(Sequence[Trial]):
+    """`count` opponents, each read when first indexed."""
+
+    def __init__(self, count: int, read: Callable[[int], Trial]) -> None:
+        self._count = count
+        self._read = read
+        self._cache: dict[int, Trial] = {}
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Trial: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Trial]: ...
+    def __getitem__(self, index: int | slice) -> Trial | Sequence[Trial]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        if index not in self._cache:
+            self._cache[index] = self._read(index)
+        return self._cache[index]
 
 
 def _state(row: AnyRow) -> TrialState:

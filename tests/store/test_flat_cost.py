@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Executable, event
 
-from benchmarks.service_load import load_history
+from benchmarks.load.history import load_history
 from pbt_service.store import sql_queries as q
 from pbt_service.store.engine import make_engine
 from pbt_service.store.schema import upgrade
@@ -25,16 +25,33 @@ BIG_TABLES = {"trials", "measurements", "measurement_metrics", "trial_params"}
 NOW = datetime.now(timezone.utc)
 STATEMENTS: dict[str, tuple[Executable, dict[str, Any]]] = {
     "lock_study": (q.lock_study, {"p_name": "load"}),
+    "lock_study_for_suggestion": (q.lock_study_for_suggestion, {"p_name": "load", "p_worker": "w", "p_cutoff": NOW}),
     "stale_trials": (q.stale_trials, {"p_study": 1, "p_cutoff": NOW}),
     "active_of_worker": (q.active_of_worker, {"p_study": 1, "p_worker": "w"}),
     "any_active": (q.any_active, {"p_study": 1}),
-    "view_head": (q.view_head, {"p_study": 1, "p_generation_limit": q.NO_GENERATION_LIMIT}),
-    "completed_with_finals": (
-        q.completed_with_finals,
-        {"p_study": 1, "p_low": HISTORY // POPULATION - 2, "p_high": HISTORY // POPULATION - 1},
+    "view_head": (q.view_head, {"p_study": 1, "p_generation_limit": q.NO_GENERATION_LIMIT, "p_k": 2}),
+    "trial_with_final": (q.trial_with_final, {"p_trial": LAST}),
+    "opponent_at": (
+        q.opponent_at,
+        {"p_study": 1, "p_k": 2, "p_initiator": LAST, "p_generation": HISTORY // POPULATION - 1, "p_offset": 7},
     ),
     "params_of": (PARAMS_OF, {"p_ids": list(range(LAST, HISTORY + 1))}),
     "next_number": (q.next_number, {"p_name": "load", "p_initiator": LAST, "p_parent": LAST}),
+    "create_trial_postgresql": (
+        q.create_trial_postgresql,
+        {
+            "p_name": "load", "p_parent": LAST, "p_initiator": LAST, "p_generation": 1, "p_worker": "w",
+            "p_checkpoint": "", "p_now": NOW, "p_names": ["x"], "p_kinds": ["float"], "p_floats": [0.5],
+            "p_ints": [None], "p_strings": [None],
+        },
+    ),
+    "insert_measurement_with_metrics_postgresql": (
+        q.insert_measurement_with_metrics_postgresql,
+        {
+            "p_trial": LAST, "p_step": 10**6, "p_path": "", "p_elapsed": 0.0, "p_created": NOW,
+            "p_names": ["m"], "p_values": [1.0],
+        },
+    ),
     "claim_initiator": (q.claim_initiator, {"p_initiator": LAST, "p_child": LAST}),
     "trial_state": (q.trial_state, {"p_trial": LAST}),
     "renew_held_lease_for_new_step": (

@@ -23,7 +23,7 @@ from pbt_service.core.types import (
 from pbt_service.store import schema
 from pbt_service.store.base import Transaction, TrialState, iterate_all_trials
 from pbt_service.store.engine import StorageSettings
-from pbt_service.store.errors import AlreadyExistsError, NotFoundError, UnavailableError
+from pbt_service.store.errors import AlreadyExistsError, NotFoundError, TrialStateError, UnavailableError
 from pbt_service.store.sql_storage import SqlStorage, TransientDatabaseError
 from tests.store.store_driver import CONFIG, FULL_CONFIG, METRIC, NOW, StoreDriver
 
@@ -255,7 +255,7 @@ class TestFinish:
     def test_completed_without_measurements_is_rejected(self, driver: StoreDriver) -> None:
         driver.study()
         trial = driver.trial()
-        with pytest.raises(ValueError, match="no measurement"):
+        with pytest.raises(TrialStateError, match="no measurement"):
             driver.finish(trial.id, TrialStatus.COMPLETED)
         assert driver.get(trial.id).status is TrialStatus.ACTIVE
 
@@ -265,7 +265,7 @@ class TestFinish:
         with pytest.raises(ValueError, match="ACTIVE"):
             driver.finish(trial.id, TrialStatus.ACTIVE)
         driver.finish(trial.id, TrialStatus.FAILED, "boom")
-        with pytest.raises(ValueError, match="not active"):
+        with pytest.raises(TrialStateError, match="not active"):
             driver.finish(trial.id, TrialStatus.STOPPED)
         loaded = driver.get(trial.id)
         assert (loaded.status, loaded.status_message, loaded.final_measurement) == (
