@@ -4,15 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# System packages the tests use for real: a PostgreSQL server, and espeak-ng (the WaveNet example's speech).
 have_postgres() { command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; }
-if ! have_postgres; then
+missing=()
+have_postgres || missing+=(postgresql)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "The tests start a real PostgreSQL server: install it first (sudo apt-get install postgresql)." >&2
+    echo "The tests need ${missing[*]}: install them first (sudo apt-get install ${missing[*]})." >&2
     exit 1
   fi
-  echo "installing PostgreSQL (apt-get)..."
+  echo "installing ${missing[*]} (apt-get)..."
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --no-create-home --shell /usr/sbin/nologin postgres
