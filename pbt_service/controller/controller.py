@@ -37,11 +37,11 @@ class Controller:
     def __init__(
         self,
         storage: Storage,
-        settings: ServiceSettings = ServiceSettings(),
+        settings: ServiceSettings | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.storage = storage
-        self.settings = settings
+        self.settings = settings or ServiceSettings()
         self._clock = clock
 
     def _run(self, work: Callable[[Transaction], R], timeout_s: float | None) -> R:

@@ -26,7 +26,9 @@ class Suggestion:
     study_done: bool = False
 
 
-def suggest(tx: Transaction, study_name: str, worker: str, count: int, now: datetime, lease_seconds: float) -> Suggestion:
+def suggest(
+    tx: Transaction, study_name: str, worker: str, count: int, now: datetime, lease_seconds: float
+) -> Suggestion:
     """Up to `count` trials held by `worker`: those it holds already, then new ones. Raises
     NotFoundError for an unknown study."""
     head = tx.lock_study_for_suggestion(study_name, worker, leases.lease_start(now, lease_seconds))
