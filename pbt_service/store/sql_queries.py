@@ -111,6 +111,10 @@ def _live_in(generation: int | ColumnElement[int]) -> ScalarSelect[int]:
     )
 
 
+_final = MEASUREMENTS.alias("final")
+_final_metric = METRICS.alias("final_metric")
+_initiator_param = PARAMS.alias("initiator_param")
+
 view_head = (
     select(
         (STUDIES.c.trial_count - STUDIES.c.stopped_count).label("counted"),
@@ -122,6 +126,19 @@ view_head = (
         .where(*_opponents_of(_initiator.c.id, _initiator.c.generation))
         .scalar_subquery()
         .label("opponent_count"),
+        *_initiator.c,
+        _final.c.step.label("m_step"),
+        _final.c.checkpoint_path.label("m_checkpoint_path"),
+        _final.c.elapsed_seconds.label("m_elapsed_seconds"),
+        _final.c.create_time.label("m_create_time"),
+        _final_metric.c.name.label("m_name"),
+        _final_metric.c.value.label("m_value"),
+        _initiator_param.c.trial_id,
+        _initiator_param.c.name,
+        _initiator_param.c.kind,
+        _initiator_param.c.int_value,
+        _initiator_param.c.float_value,
+        _initiator_param.c.string_value,
     )
     .select_from(
         STUDIES.outerjoin(
@@ -140,11 +157,15 @@ view_head = (
             .limit(1)
             .scalar_subquery(),
         )
+        .outerjoin(_final, _final.c.id == _initiator.c.final_measurement_id)
+        .outerjoin(_final_metric, _final_metric.c.measurement_id == _final.c.id)
+        .outerjoin(_initiator_param, _initiator_param.c.trial_id == _initiator.c.id)
     )
     .where(STUDIES.c.id == bindparam("p_study"))
 )
-"""The budget count, the generation-0 size, the initiator, its generation's size and its number of
-opponents: one row."""
+"""The budget count, the generation-0 size, the initiator, its generation's size, its number of
+opponents, and the initiator itself with its final measurement and params (shaped as
+`opponent_at`): a row per (metric, param) pair of the initiator, one row when there is none."""
 
 _with_final_and_params = select(
     TRIALS,
@@ -166,9 +187,6 @@ _with_final_and_params = select(
     .outerjoin(PARAMS, PARAMS.c.trial_id == TRIALS.c.id)
 )
 
-trial_with_final = _with_final_and_params.where(TRIALS.c.id == bindparam("p_trial"))
-"""One trial with its final measurement and its params: a row per (metric, param) pair."""
-
 opponent_at = _with_final_and_params.where(
     TRIALS.c.id
     == select(_peer.c.id)
@@ -178,7 +196,8 @@ opponent_at = _with_final_and_params.where(
     .limit(1)
     .scalar_subquery()
 )
-"""The opponent at `p_offset` in (generation, number) order, shaped as `trial_with_final`."""
+"""The opponent at `p_offset` in (generation, number) order with its final measurement and params: a
+row per (metric, param) pair."""
 
 
 _reference = TRIALS.alias("reference")

@@ -160,7 +160,7 @@ def load_trials(
 
 
 def trial_from_joined_rows(rows: Sequence[AnyRow], study: str) -> Trial:
-    """One trial from the rows of `sql_queries.trial_with_final` (a row per metric × param pair):
+    """One trial from the rows of `sql_queries.opponent_at` or `view_head` (a row per metric × param pair):
     its params and its final measurement only."""
     metrics: dict[str, float] = {}
     params: dict[str, ParamValue] = {}

@@ -112,19 +112,20 @@ class SqlTransaction(Transaction):
         return [row.id for row in stale]
 
     def population_view(self, study: str, config: StudyConfig) -> PopulationView:
-        """See PopulationView; two indexed queries whatever the history and the population. The
+        """See PopulationView; one indexed query whatever the history and the population. The
         opponents are a lazy sequence: the tournament reads the one it draws (one more query), so
         a suggestion's cost does not grow with population × k. Use the view inside its
         transaction. The initiator and the opponents carry only their final measurement."""
         study_id = self._study_id(study)
         algorithm = config.algorithm
         limit = algorithm.max_generations - 1 if algorithm.max_generations > 0 else q.NO_GENERATION_LIMIT
-        head = self._db.execute(
+        rows = self._db.execute(
             q.view_head, {"p_study": study_id, "p_generation_limit": limit, "p_k": algorithm.opponent_generations}
-        ).one()
+        ).all()
+        head = rows[0]
         if head.initiator_id is None:
             return PopulationView(live_in_generation_zero=head.live_zero, trials_counted=head.counted)
-        initiator = self._trial_with_final(q.trial_with_final, {"p_trial": head.initiator_id}, study)
+        initiator = trial_from_joined_rows(rows, study)
         window = {
             "p_study": study_id, "p_k": algorithm.opponent_generations, "p_initiator": head.initiator_id,
             "p_generation": head.initiator_generation,
@@ -141,7 +142,7 @@ class SqlTransaction(Transaction):
         )
 
     def _trial_with_final(self, query: Executable, params: dict[str, object], study: str) -> Trial:
-        """The one trial `query` selects (shaped as `sql_queries.trial_with_final`)."""
+        """The one trial `query` selects (shaped as `sql_queries.opponent_at`)."""
         rows = self._db.execute(query, params).all()
         if not rows:
             raise NotFoundError(f"trial not found for {params}")

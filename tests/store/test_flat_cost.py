@@ -30,7 +30,6 @@ STATEMENTS: dict[str, tuple[Executable, dict[str, Any]]] = {
     "active_of_worker": (q.active_of_worker, {"p_study": 1, "p_worker": "w"}),
     "any_active": (q.any_active, {"p_study": 1}),
     "view_head": (q.view_head, {"p_study": 1, "p_generation_limit": q.NO_GENERATION_LIMIT, "p_k": 2}),
-    "trial_with_final": (q.trial_with_final, {"p_trial": LAST}),
     "opponent_at": (
         q.opponent_at,
         {"p_study": 1, "p_k": 2, "p_initiator": LAST, "p_generation": HISTORY // POPULATION - 1, "p_offset": 7},

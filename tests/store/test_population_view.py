@@ -144,4 +144,4 @@ def test_query_count_does_not_grow_with_population(driver: StoreDriver) -> None:
     few = statements()
     for _ in range(30):
         driver.complete(driver.trial().id)
-    assert statements() == few <= 4  # study id (a suggestion has it), head row, initiator, one opponent
+    assert statements() == few <= 4  # study id (a suggestion has it), head row with the initiator, one opponent

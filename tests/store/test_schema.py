@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -15,11 +16,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
+from pbt_service.core.types import Condition, Goal, Objective, ParameterSpec, ParameterType, StudyConfig
 from pbt_service.store import schema
+from pbt_service.store.config_json import config_to_json
 from pbt_service.store.engine import make_engine
 from pbt_service.store.errors import SchemaOutdatedError
 from pbt_service.store.models import Base
 from pbt_service.store.sql_storage import SqlStorage
+from tests.store.store_driver import FULL_CONFIG
 
 MIGRATE = "pbt-service migrate --database-url"
 REPO = Path(__file__).resolve().parents[2]
@@ -214,3 +218,79 @@ def test_0002_backfills_the_stopped_counter(file_url: str) -> None:
         assert schema_diff(engine) == []
     finally:
         engine.dispose()
+
+
+OLD_FORMAT = {  # what the hand-written codec of revisions 0001-0002 wrote, verbatim
+    "full": '{"algorithm":{"max_generations":10,"max_trials":100,"median_stopping":{"enabled":true,'
+    '"min_completed_trials":5,"min_measurements":2},"opponent_generations":3,"perturbation_factors":[0.5,2.0],'
+    '"population_size":8,"seed":1099511627776,"steps_per_trial":1000},"comparison":"pareto","objectives":'
+    '[{"goal":"maximize","metric":"accuracy"},{"goal":"minimize","metric":"loss"}],"parameters":[{"condition":'
+    'null,"frozen":false,"high":0.1,"low":1e-05,"name":"lr","scale":"log","type":"float","values":[]},'
+    '{"condition":null,"frozen":true,"high":6,"low":1,"name":"layers","scale":"linear","type":"integer",'
+    '"values":[]},{"condition":null,"frozen":false,"high":0.0,"low":0.0,"name":"dropout","scale":"linear",'
+    '"type":"discrete","values":[0.0,0.25,0.5]},{"condition":null,"frozen":false,"high":0.0,"low":0.0,"name":'
+    '"optimizer","scale":"linear","type":"categorical","values":["adam","sgd"]},{"condition":{"parent":'
+    '"optimizer","values":["sgd"]},"frozen":false,"high":0.99,"low":0.0,"name":"momentum","scale":"linear",'
+    '"type":"float","values":[]}]}',
+    "numbers": '{"algorithm":{"max_generations":0,"max_trials":0,"median_stopping":{"enabled":false,'
+    '"min_completed_trials":3,"min_measurements":1},"opponent_generations":2,"perturbation_factors":[0.8,1.2],'
+    '"population_size":10,"seed":0,"steps_per_trial":0},"comparison":"lexicographic","objectives":[{"goal":'
+    '"minimize","metric":"loss"}],"parameters":[{"condition":null,"frozen":false,"high":3,"low":0,"name":"n",'
+    '"scale":"linear","type":"integer","values":[]},{"condition":null,"frozen":false,"high":0.0,"low":0.0,'
+    '"name":"d","scale":"linear","type":"discrete","values":[1,2,4]},{"condition":{"parent":"n","values":[1,2]},'
+    '"frozen":false,"high":1.0,"low":-1.0,"name":"x","scale":"linear","type":"float","values":[]}]}',
+    "sparse": '{"objectives":[{"metric":"acc"}],"parameters":[{"name":"c","type":"categorical","values":["a"]}]}',
+}
+EXPECTED = {
+    "full": FULL_CONFIG,
+    "numbers": StudyConfig(
+        parameters=(
+            ParameterSpec("n", ParameterType.INTEGER, low=0, high=3),
+            ParameterSpec("d", ParameterType.DISCRETE, values=(1.0, 2.0, 4.0)),
+            ParameterSpec("x", ParameterType.FLOAT, low=-1.0, high=1.0, condition=Condition("n", (1.0, 2.0))),
+        ),
+        objectives=(Objective("loss", Goal.MINIMIZE),),
+    ),
+    "sparse": StudyConfig(
+        parameters=(ParameterSpec("c", ParameterType.CATEGORICAL, values=("a",)),), objectives=(Objective("acc"),)
+    ),
+}
+
+
+def test_0003_rewrites_old_configs_and_drops_the_dead_columns(file_url: str) -> None:
+    engine = make_engine(file_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(schema.alembic_config(connection), "0002")
+            for i, (name, text_) in enumerate(OLD_FORMAT.items(), start=1):
+                connection.execute(
+                    text("INSERT INTO studies (id, name, config_json, population_size, seed, state, create_time) "
+                         "VALUES (:i, :n, :c, 7, 5, 'active', CURRENT_TIMESTAMP)"),
+                    {"i": i, "n": name, "c": text_},
+                )  # fmt: skip
+        schema.upgrade(engine)
+        assert schema_diff(engine) == []
+        assert not {"population_size", "seed"} & {c["name"] for c in inspect(engine).get_columns("studies")}
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT name, config_json FROM studies")).all()
+        stored = {row.name: row.config_json for row in rows}
+        assert stored == {name: config_to_json(config) for name, config in EXPECTED.items()}
+        storage = SqlStorage(engine)
+        assert _configs(storage) == EXPECTED
+        with engine.begin() as connection:
+            command.downgrade(schema.alembic_config(connection), "0002")
+        with engine.connect() as connection:
+            old = connection.execute(text("SELECT name, config_json, population_size, seed FROM studies")).all()
+        for name, config_json, population_size, seed in old:
+            config = EXPECTED[name]
+            assert (population_size, seed) == (config.algorithm.population_size, config.algorithm.seed)
+            if name != "sparse":  # the old format spelled every key; "sparse" gains the defaults
+                assert json.loads(config_json) == json.loads(OLD_FORMAT[name])
+        schema.upgrade(engine)
+        assert _configs(storage) == EXPECTED
+    finally:
+        engine.dispose()
+
+
+def _configs(storage: SqlStorage) -> dict[str, StudyConfig]:
+    return {study.name: study.config for study in storage.run(lambda tx: tx.list_studies())}
