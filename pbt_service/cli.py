@@ -14,9 +14,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pbt_service.server import ServerSettings, serve
 from pbt_service.controller import ServiceSettings
-from pbt_service.store.errors import SchemaOutdatedError, UnavailableError
+from pbt_service.server import ServerSettings, serve
+from pbt_service.store.engine import shown_url
+from pbt_service.store.errors import DatabaseConfigError, SchemaOutdatedError, UnavailableError
 
 DEFAULT_DATABASE = "sqlite:///pbt.db"
 
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pbt_service.store.schema import upgrade
 
             upgrade(args.database_url)
-            print(f"database at {args.database_url.split('@')[-1]} is up to date")
+            print(f"database {shown_url(args.database_url)} is up to date")
             return 0
         serve(
             ServerSettings(
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         return 0
-    except (SchemaOutdatedError, UnavailableError) as error:
+    except (SchemaOutdatedError, UnavailableError, DatabaseConfigError) as error:
         print(f"pbt-service: {error}", file=sys.stderr)
         return 2
 

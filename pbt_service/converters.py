@@ -1,27 +1,26 @@
 """Proto <-> domain conversion: the only module that knows both.
 
-Each message has a `*_to_proto` / `*_from_proto` pair; `from_proto` raises `ValueError` naming the
-field when a message cannot be expressed in the domain (the servicer maps it to INVALID_ARGUMENT).
+Each message has a `*_to_proto` / `*_from_proto` pair; `from_proto` raises `InvalidArgumentError`
+naming the field when a message cannot be expressed in the domain (the servicer maps it to INVALID_ARGUMENT).
+Fields of the same name are copied by reflection (`proto_fields`), and unset fields keep the
+dataclass defaults: adding a setting means adding it to the dataclass and to the message. The
+dataclass fields that deliberately have no proto field are listed in `NOT_ON_THE_WIRE`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pbt_service.api.v1 import study_pb2, trial_pb2
+from pbt_service.core.errors import InvalidArgumentError
 from pbt_service.core.types import (
-    AlgorithmConfig,
     Comparison,
     Condition,
     Goal,
     Measurement,
-    MedianStopping,
-    Objective,
     ParameterSpec,
     ParameterType,
     ParamValue,
@@ -32,54 +31,44 @@ from pbt_service.core.types import (
     Trial,
     TrialStatus,
 )
+from pbt_service.proto_fields import ProtoFields
+from pbt_service.proto_fields import timestamp_to_proto as timestamp_to_proto
 
 _GOALS: dict[int, Goal] = {study_pb2.MAXIMIZE: Goal.MAXIMIZE, study_pb2.MINIMIZE: Goal.MINIMIZE}
-_COMPARISONS: dict[int, Comparison] = {
-    study_pb2.FITNESS_COMPARISON_UNSPECIFIED: Comparison.LEXICOGRAPHIC,
-    study_pb2.LEXICOGRAPHIC: Comparison.LEXICOGRAPHIC,
-    study_pb2.PARETO: Comparison.PARETO,
-}
 _STATUSES: dict[int, TrialStatus] = {
     trial_pb2.ACTIVE: TrialStatus.ACTIVE,
     trial_pb2.COMPLETED: TrialStatus.COMPLETED,
     trial_pb2.STOPPED: TrialStatus.STOPPED,
     trial_pb2.FAILED: TrialStatus.FAILED,
 }
-_STUDY_STATES: dict[int, StudyState] = {
-    study_pb2.STUDY_ACTIVE: StudyState.ACTIVE,
-    study_pb2.STUDY_DONE: StudyState.DONE,
+FIELDS = ProtoFields({
+    Goal: _GOALS,
+    Comparison: {study_pb2.LEXICOGRAPHIC: Comparison.LEXICOGRAPHIC, study_pb2.PARETO: Comparison.PARETO},
+    Scale: {study_pb2.SCALE_LINEAR: Scale.LINEAR, study_pb2.SCALE_LOG: Scale.LOG},
+    StudyState: {study_pb2.STUDY_ACTIVE: StudyState.ACTIVE, study_pb2.STUDY_DONE: StudyState.DONE},
+    TrialStatus: _STATUSES,
+})
+
+WIRE_NAMES: dict[tuple[type, str], str] = {
+    (ParameterSpec, "type"): "domain (the oneof: float_range, integer_range, discrete, categorical)",
+    (ParameterSpec, "low"): "float_range.low / integer_range.low",
+    (ParameterSpec, "high"): "float_range.high / integer_range.high",
+    (ParameterSpec, "scale"): "float_range.scale",
+    (ParameterSpec, "values"): "discrete.values / categorical.values",
+    (Condition, "values"): "categories (for categorical parents) / numbers",
 }
-DEFAULTS = AlgorithmConfig()
+"""Dataclass fields carried under another name, converted by hand below."""
 
-
-def _invert(table: Mapping[int, object]) -> dict[Any, Any]:
-    """Domain enum -> proto enum number (the first proto value wins where two map to one)."""
-    inverted: dict[Any, Any] = {}
-    for key, value in table.items():
-        inverted.setdefault(value, key)
-    return inverted
-
-
-_GOALS_TO = _invert(_GOALS)
-_COMPARISONS_TO: dict[Comparison, Any] = {
-    Comparison.LEXICOGRAPHIC: study_pb2.LEXICOGRAPHIC,
-    Comparison.PARETO: study_pb2.PARETO,
-}
-_STATUSES_TO = _invert(_STATUSES)
-_STUDY_STATES_TO = _invert(_STUDY_STATES)
+NOT_ON_THE_WIRE: dict[tuple[type, str], str] = {}
+"""Dataclass fields with no proto field, each with the reason. Empty: everything is carried."""
 
 
 # --- timestamps -------------------------------------------------------------------------------
 
 
-def timestamp_to_proto(value: datetime | None) -> Timestamp:
-    stamp = Timestamp()
-    if value is not None:
-        stamp.FromDatetime(value.astimezone(timezone.utc))
-    return stamp
-
-
 def timestamp_from_proto(stamp: Timestamp) -> datetime | None:
+    """None for the empty Timestamp (kept for callers holding a bare Timestamp; messages use
+    presence instead)."""
     if stamp.seconds == 0 and stamp.nanos == 0:
         return None
     return stamp.ToDatetime(tzinfo=timezone.utc)
@@ -91,8 +80,11 @@ def timestamp_from_proto(stamp: Timestamp) -> datetime | None:
 def parameter_to_proto(spec: ParameterSpec) -> study_pb2.ParameterSpec:
     message = study_pb2.ParameterSpec(name=spec.name, frozen=spec.frozen)
     if spec.type is ParameterType.FLOAT:
-        scale = study_pb2.SCALE_LOG if spec.scale is Scale.LOG else study_pb2.SCALE_LINEAR
-        message.float_range.CopyFrom(study_pb2.FloatRange(low=spec.low, high=spec.high, scale=scale))
+        message.float_range.CopyFrom(
+            study_pb2.FloatRange(
+                low=spec.low, high=spec.high, scale=study_pb2.Scale.ValueType(FIELDS.enum_number(spec.scale))
+            )
+        )
     elif spec.type is ParameterType.INTEGER:
         message.integer_range.CopyFrom(study_pb2.IntegerRange(low=int(spec.low), high=int(spec.high)))
     elif spec.type is ParameterType.DISCRETE:
@@ -111,33 +103,27 @@ def parameter_to_proto(spec: ParameterSpec) -> study_pb2.ParameterSpec:
 
 
 def parameter_from_proto(message: study_pb2.ParameterSpec, field: str) -> ParameterSpec:
-    domain = message.WhichOneof("domain")
+    """Unset scale means the ParameterSpec default. Raises InvalidArgumentError when no domain is set."""
     condition = None
     if message.HasField("condition"):
         cond = message.condition
         values: tuple[ParamValue, ...] = (*cond.categories, *cond.numbers)
         condition = Condition(parent=cond.parent, values=values)
-    common = {"name": message.name, "frozen": message.frozen, "condition": condition}
+    name, frozen = message.name, message.frozen
+    domain = message.WhichOneof("domain")
     if domain == "float_range":
-        scale = Scale.LOG if message.float_range.scale == study_pb2.SCALE_LOG else Scale.LINEAR
-        return ParameterSpec(
-            type=ParameterType.FLOAT, low=message.float_range.low, high=message.float_range.high,
-            scale=scale, **common,  # type: ignore[arg-type]
-        )
+        scale = FIELDS.from_message(message.float_range, ParameterSpec, f"{field}.float_range")
+        return ParameterSpec(name, ParameterType.FLOAT, frozen=frozen, condition=condition, **scale)
     if domain == "integer_range":
+        bounds = message.integer_range
         return ParameterSpec(
-            type=ParameterType.INTEGER, low=message.integer_range.low, high=message.integer_range.high,
-            **common,  # type: ignore[arg-type]
+            name, ParameterType.INTEGER, low=bounds.low, high=bounds.high, frozen=frozen, condition=condition
         )
-    if domain == "discrete":
-        return ParameterSpec(
-            type=ParameterType.DISCRETE, values=tuple(message.discrete.values), **common  # type: ignore[arg-type]
-        )
-    if domain == "categorical":
-        return ParameterSpec(
-            type=ParameterType.CATEGORICAL, values=tuple(message.categorical.values), **common  # type: ignore[arg-type]
-        )
-    raise ValueError(f"{field}: one of float_range, integer_range, discrete or categorical must be set")
+    if domain in ("discrete", "categorical"):
+        kind = ParameterType.DISCRETE if domain == "discrete" else ParameterType.CATEGORICAL
+        values = tuple(getattr(message, domain).values)
+        return ParameterSpec(name, kind, values=values, frozen=frozen, condition=condition)
+    raise InvalidArgumentError(f"{field}: one of float_range, integer_range, discrete or categorical must be set")
 
 
 def param_value_to_proto(value: ParamValue) -> trial_pb2.ParameterValue:
@@ -161,79 +147,38 @@ def param_value_from_proto(message: trial_pb2.ParameterValue) -> ParamValue:
 
 
 def study_config_to_proto(config: StudyConfig) -> study_pb2.StudyConfig:
-    algo = config.algorithm
-    return study_pb2.StudyConfig(
-        parameters=[parameter_to_proto(p) for p in config.parameters],
-        objectives=[study_pb2.Objective(metric=o.metric, goal=_GOALS_TO[o.goal]) for o in config.objectives],
-        comparison=_COMPARISONS_TO[config.comparison],
-        algorithm=study_pb2.AlgorithmConfig(
-            population_size=algo.population_size,
-            opponent_generations=algo.opponent_generations,
-            perturbation_factors=list(algo.perturbation_factors),
-            max_generations=algo.max_generations,
-            max_trials=algo.max_trials,
-            steps_per_trial=algo.steps_per_trial,
-            seed=algo.seed,
-            median_stopping=study_pb2.MedianStoppingRule(
-                enabled=algo.median_stopping.enabled,
-                min_completed_trials=algo.median_stopping.min_completed_trials,
-                min_measurements=algo.median_stopping.min_measurements,
-            ),
-        ),
-    )
+    message = study_pb2.StudyConfig(parameters=[parameter_to_proto(p) for p in config.parameters])
+    FIELDS.to_message(config, message, skip=("parameters",))
+    return message
 
 
 def study_config_from_proto(message: study_pb2.StudyConfig) -> StudyConfig:
-    """Fills defaults for unset fields (0 / empty); semantic checks are `validate_config`'s job."""
-    objectives = []
+    """Unset fields keep the dataclass defaults; semantic checks are `validate_config`'s job.
+
+    Raises InvalidArgumentError naming the field for an objective without a goal (the direction of an
+    objective is never guessed) or an unknown enum value.
+    """
     for i, objective in enumerate(message.objectives):
         if objective.goal not in _GOALS:
-            raise ValueError(f"config.objectives[{i}].goal: must be MAXIMIZE or MINIMIZE")
-        objectives.append(Objective(metric=objective.metric, goal=_GOALS[objective.goal]))
-    if message.comparison not in _COMPARISONS:
-        raise ValueError(f"config.comparison: unknown value {message.comparison}")
-    algo = message.algorithm
-    stopping = algo.median_stopping
+            raise InvalidArgumentError(f"config.objectives[{i}].goal: must be MAXIMIZE or MINIMIZE")
     return StudyConfig(
         parameters=tuple(
             parameter_from_proto(p, f"config.parameters[{i}]") for i, p in enumerate(message.parameters)
         ),
-        objectives=tuple(objectives),
-        comparison=_COMPARISONS[message.comparison],
-        algorithm=AlgorithmConfig(
-            population_size=algo.population_size or DEFAULTS.population_size,
-            opponent_generations=algo.opponent_generations or DEFAULTS.opponent_generations,
-            perturbation_factors=tuple(algo.perturbation_factors) or DEFAULTS.perturbation_factors,
-            max_generations=algo.max_generations,
-            max_trials=algo.max_trials,
-            steps_per_trial=algo.steps_per_trial,
-            seed=algo.seed,
-            median_stopping=MedianStopping(
-                enabled=stopping.enabled,
-                min_completed_trials=stopping.min_completed_trials or MedianStopping().min_completed_trials,
-                min_measurements=stopping.min_measurements or MedianStopping().min_measurements,
-            ),
-        ),
+        **FIELDS.from_message(message, StudyConfig, "config", skip=("parameters",)),
     )
 
 
 def study_to_proto(study: Study) -> study_pb2.Study:
-    return study_pb2.Study(
-        name=study.name,
-        config=study_config_to_proto(study.config),
-        state=_STUDY_STATES_TO[study.state],
-        trial_count=study.trial_count,
-        create_time=timestamp_to_proto(study.create_time),
-    )
+    message = study_pb2.Study(config=study_config_to_proto(study.config))
+    FIELDS.to_message(study, message, skip=("config",))
+    return message
 
 
 def study_from_proto(message: study_pb2.Study) -> Study:
     return Study(
-        name=message.name,
         config=study_config_from_proto(message.config),
-        state=_STUDY_STATES.get(message.state, StudyState.ACTIVE),
-        trial_count=message.trial_count,
-        create_time=timestamp_from_proto(message.create_time),
+        **FIELDS.from_message(message, Study, "study", skip=("config",)),
     )
 
 
@@ -241,51 +186,29 @@ def study_from_proto(message: study_pb2.Study) -> Study:
 
 
 def measurement_to_proto(measurement: Measurement) -> trial_pb2.Measurement:
-    return trial_pb2.Measurement(
-        step=measurement.step,
-        metrics=dict(measurement.metrics),
-        checkpoint_path=measurement.checkpoint_path,
-        elapsed_seconds=measurement.elapsed_seconds,
-        create_time=timestamp_to_proto(measurement.create_time),
-    )
+    message = trial_pb2.Measurement()
+    FIELDS.to_message(measurement, message)
+    return message
 
 
 def measurement_from_proto(message: trial_pb2.Measurement, field: str = "measurement") -> Measurement:
     """Rejects a negative step or elapsed time; NaN/inf metric values are kept (diverged training)."""
     if message.step < 0:
-        raise ValueError(f"{field}.step: must be >= 0, got {message.step}")
+        raise InvalidArgumentError(f"{field}.step: must be >= 0, got {message.step}")
     if not math.isfinite(message.elapsed_seconds) or message.elapsed_seconds < 0:
-        raise ValueError(f"{field}.elapsed_seconds: must be a finite number >= 0")
+        raise InvalidArgumentError(f"{field}.elapsed_seconds: must be a finite number >= 0")
     for name in message.metrics:
         if not name:
-            raise ValueError(f"{field}.metrics: metric names must be non-empty")
-    return Measurement(
-        step=message.step,
-        metrics=dict(message.metrics),
-        checkpoint_path=message.checkpoint_path,
-        elapsed_seconds=message.elapsed_seconds,
-        create_time=timestamp_from_proto(message.create_time),
-    )
+            raise InvalidArgumentError(f"{field}.metrics: metric names must be non-empty")
+    return Measurement(**FIELDS.from_message(message, Measurement, field))
+
+
+_TRIAL_BY_HAND = ("hparams", "measurements", "final_measurement")
 
 
 def trial_to_proto(trial: Trial, *, with_measurements: bool = True) -> trial_pb2.Trial:
-    message = trial_pb2.Trial(
-        id=trial.id,
-        study=trial.study,
-        number=trial.number,
-        generation=trial.generation,
-        status=_STATUSES_TO[trial.status],
-        hparams={name: param_value_to_proto(v) for name, v in trial.hparams.items()},
-        warm_start_checkpoint_path=trial.warm_start_checkpoint_path,
-        parent_trial_id=trial.parent_trial_id or 0,
-        initiator_parent_trial_id=trial.initiator_parent_trial_id or 0,
-        worker_id=trial.worker_id,
-        stop_requested=trial.stop_requested,
-        status_message=trial.status_message,
-        create_time=timestamp_to_proto(trial.create_time),
-        heartbeat_time=timestamp_to_proto(trial.heartbeat_time),
-        end_time=timestamp_to_proto(trial.end_time),
-    )
+    message = trial_pb2.Trial(hparams={name: param_value_to_proto(v) for name, v in trial.hparams.items()})
+    FIELDS.to_message(trial, message, skip=_TRIAL_BY_HAND)
     if with_measurements:
         message.measurements.extend(measurement_to_proto(m) for m in trial.measurements)
     if trial.final_measurement is not None:
@@ -294,34 +217,26 @@ def trial_to_proto(trial: Trial, *, with_measurements: bool = True) -> trial_pb2
 
 
 def trial_from_proto(message: trial_pb2.Trial) -> Trial:
+    """Raises InvalidArgumentError for an unset or unknown status or an invalid measurement."""
     return Trial(
-        id=message.id,
-        study=message.study,
-        number=message.number,
-        generation=message.generation,
-        status=_STATUSES.get(message.status, TrialStatus.ACTIVE),
         hparams={name: param_value_from_proto(v) for name, v in message.hparams.items()},
-        warm_start_checkpoint_path=message.warm_start_checkpoint_path,
-        parent_trial_id=message.parent_trial_id or None,
-        initiator_parent_trial_id=message.initiator_parent_trial_id or None,
-        measurements=tuple(measurement_from_proto(m) for m in message.measurements),
-        final_measurement=(
-            measurement_from_proto(message.final_measurement) if message.HasField("final_measurement") else None
+        measurements=tuple(
+            measurement_from_proto(m, f"trial.measurements[{i}]") for i, m in enumerate(message.measurements)
         ),
-        worker_id=message.worker_id,
-        stop_requested=message.stop_requested,
-        status_message=message.status_message,
-        create_time=timestamp_from_proto(message.create_time),
-        heartbeat_time=timestamp_from_proto(message.heartbeat_time),
-        end_time=timestamp_from_proto(message.end_time),
+        final_measurement=(
+            measurement_from_proto(message.final_measurement, "trial.final_measurement")
+            if message.HasField("final_measurement")
+            else None
+        ),
+        **FIELDS.from_message(message, Trial, "trial", skip=_TRIAL_BY_HAND),
     )
 
 
 def trial_status_to_proto(status: TrialStatus) -> trial_pb2.TrialStatus.ValueType:
-    return trial_pb2.TrialStatus.ValueType(_STATUSES_TO[status])
+    return trial_pb2.TrialStatus.ValueType(FIELDS.enum_number(status))
 
 
 def status_from_proto(value: int, field: str) -> TrialStatus:
     if value not in _STATUSES:
-        raise ValueError(f"{field}: unknown trial status {value}")
+        raise InvalidArgumentError(f"{field}: unknown trial status {value}")
     return _STATUSES[value]

@@ -19,6 +19,7 @@ from pbt_service.auth import TokenAuthInterceptor
 from pbt_service.controller import Controller, ServiceSettings, utc_now
 from pbt_service.service import PbtServicer
 from pbt_service.store.base import Storage
+from pbt_service.store.engine import shown_url
 from pbt_service.store.sql_storage import SqlStorage, StorageSettings
 
 log = logging.getLogger(__name__)
@@ -98,16 +99,6 @@ def serve(settings: ServerSettings) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     running = create_server(settings)
-    log.info("PBT service listening on port %d (database %s)", running.port, _redact(settings.database_url))
+    log.info("PBT service listening on port %d (database %s)", running.port, shown_url(settings.database_url))
     stopping.wait()
     running.stop(settings.grace_seconds)
-
-
-def _redact(url: str) -> str:
-    """Hides a password in a database URL for logs."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url

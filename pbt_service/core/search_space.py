@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pbt_service.core.errors import InvalidArgumentError
 from pbt_service.core.types import (
     AlgorithmConfig,
     HParams,
@@ -74,7 +75,7 @@ def topological_order(parameters: Sequence[ParameterSpec]) -> tuple[ParameterSpe
         for c in children[i]:
             heapq.heappush(ready, c)
     if len(order) < len(parameters):
-        raise ValueError(f"conditions form a cycle (child -> parent): {' -> '.join(_find_cycle(parameters))}")
+        raise InvalidArgumentError(f"conditions form a cycle (child -> parent): {' -> '.join(_find_cycle(parameters))}")
     return tuple(order)
 
 
@@ -142,14 +143,14 @@ def _find_cycle(parameters: Sequence[ParameterSpec]) -> list[str]:
 
 def _validate_parameters(parameters: Sequence[ParameterSpec]) -> None:
     if not parameters:
-        raise ValueError("config.parameters: at least one parameter is required")
+        raise InvalidArgumentError("config.parameters: at least one parameter is required")
     seen: set[str] = set()
     for i, p in enumerate(parameters):
         path = f"config.parameters[{i}]"
         if not p.name:
-            raise ValueError(f"{path}.name: must not be empty")
+            raise InvalidArgumentError(f"{path}.name: must not be empty")
         if p.name in seen:
-            raise ValueError(f"{path}.name: duplicate parameter name {p.name!r}")
+            raise InvalidArgumentError(f"{path}.name: duplicate parameter name {p.name!r}")
         seen.add(p.name)
         _validate_domain(p, f"{path}.{_DOMAIN_FIELD[p.type]}")
     by_name = {p.name: p for p in parameters}
@@ -158,38 +159,38 @@ def _validate_parameters(parameters: Sequence[ParameterSpec]) -> None:
     cycle = _find_cycle(parameters)
     if cycle:
         i = next(i for i, p in enumerate(parameters) if p.name == cycle[0])
-        raise ValueError(f"config.parameters[{i}].condition: conditions form a cycle (child -> parent): "
+        raise InvalidArgumentError(f"config.parameters[{i}].condition: conditions form a cycle (child -> parent): "
                          f"{' -> '.join(cycle)}")
 
 
 def _validate_domain(p: ParameterSpec, path: str) -> None:
     if p.scale is Scale.LOG and p.type is not ParameterType.FLOAT:
-        raise ValueError(f"{path}: only float parameters may use the log scale")
+        raise InvalidArgumentError(f"{path}: only float parameters may use the log scale")
     if p.type in (ParameterType.FLOAT, ParameterType.INTEGER):
         if not (math.isfinite(p.low) and math.isfinite(p.high)):
-            raise ValueError(f"{path}: bounds must be finite, got low={p.low}, high={p.high}")
+            raise InvalidArgumentError(f"{path}: bounds must be finite, got low={p.low}, high={p.high}")
         if not p.low < p.high:
-            raise ValueError(f"{path}: low ({p.low}) must be less than high ({p.high})")
+            raise InvalidArgumentError(f"{path}: low ({p.low}) must be less than high ({p.high})")
         if p.type is ParameterType.INTEGER and not (float(p.low).is_integer() and float(p.high).is_integer()):
-            raise ValueError(f"{path}: bounds must be integers, got low={p.low}, high={p.high}")
+            raise InvalidArgumentError(f"{path}: bounds must be integers, got low={p.low}, high={p.high}")
         if p.scale is Scale.LOG and p.low <= 0:
-            raise ValueError(f"{path}: the log scale requires low > 0, got {p.low}")
+            raise InvalidArgumentError(f"{path}: the log scale requires low > 0, got {p.low}")
     elif p.type is ParameterType.DISCRETE:
         if len(p.values) < 2:
-            raise ValueError(f"{path}.values: at least two values are required")
+            raise InvalidArgumentError(f"{path}.values: at least two values are required")
         for v in p.values:
             if not _is_number(v) or not math.isfinite(float(v)):
-                raise ValueError(f"{path}.values: {v!r} is not a finite number")
+                raise InvalidArgumentError(f"{path}.values: {v!r} is not a finite number")
         nums = [float(v) for v in p.values]
         if any(a >= b for a, b in zip(nums, nums[1:], strict=False)):
-            raise ValueError(f"{path}.values: must be strictly increasing, got {list(p.values)}")
+            raise InvalidArgumentError(f"{path}.values: must be strictly increasing, got {list(p.values)}")
     else:
         if not p.values:
-            raise ValueError(f"{path}.values: at least one value is required")
+            raise InvalidArgumentError(f"{path}.values: at least one value is required")
         if any(not isinstance(v, str) or not v for v in p.values):
-            raise ValueError(f"{path}.values: every value must be a non-empty string, got {list(p.values)}")
+            raise InvalidArgumentError(f"{path}.values: every value must be a non-empty string, got {list(p.values)}")
         if len(set(p.values)) != len(p.values):
-            raise ValueError(f"{path}.values: values must be distinct, got {list(p.values)}")
+            raise InvalidArgumentError(f"{path}.values: values must be distinct, got {list(p.values)}")
 
 
 def _validate_condition(p: ParameterSpec, by_name: dict[str, ParameterSpec], path: str) -> None:
@@ -197,18 +198,18 @@ def _validate_condition(p: ParameterSpec, by_name: dict[str, ParameterSpec], pat
     if c is None:
         return
     if c.parent == p.name:
-        raise ValueError(f"{path}.parent: a parameter cannot depend on itself ({p.name!r})")
+        raise InvalidArgumentError(f"{path}.parent: a parameter cannot depend on itself ({p.name!r})")
     parent = by_name.get(c.parent)
     if parent is None:
-        raise ValueError(f"{path}.parent: unknown parameter {c.parent!r}")
+        raise InvalidArgumentError(f"{path}.parent: unknown parameter {c.parent!r}")
     if parent.type is ParameterType.FLOAT:
-        raise ValueError(f"{path}.parent: {c.parent!r} is a float; only categorical, integer or discrete "
+        raise InvalidArgumentError(f"{path}.parent: {c.parent!r} is a float; only categorical, integer or discrete "
                          "parameters can be parents")
     if not c.values:
-        raise ValueError(f"{path}.values: at least one parent value is required")
+        raise InvalidArgumentError(f"{path}.values: at least one parent value is required")
     for v in c.values:
         if not _is_legal(parent, v):
-            raise ValueError(f"{path}.values: {v!r} is not a value of parent {c.parent!r}")
+            raise InvalidArgumentError(f"{path}.values: {v!r} is not a value of parent {c.parent!r}")
 
 
 def _is_legal(parent: ParameterSpec, v: ParamValue) -> bool:
@@ -223,34 +224,34 @@ def _is_legal(parent: ParameterSpec, v: ParamValue) -> bool:
 
 def _validate_objectives(objectives: Sequence[Objective]) -> None:
     if not objectives:
-        raise ValueError("config.objectives: at least one objective is required")
+        raise InvalidArgumentError("config.objectives: at least one objective is required")
     seen: set[str] = set()
     for i, o in enumerate(objectives):
         if not o.metric:
-            raise ValueError(f"config.objectives[{i}].metric: must not be empty")
+            raise InvalidArgumentError(f"config.objectives[{i}].metric: must not be empty")
         if o.metric in seen:
-            raise ValueError(f"config.objectives[{i}].metric: duplicate metric {o.metric!r}")
+            raise InvalidArgumentError(f"config.objectives[{i}].metric: duplicate metric {o.metric!r}")
         seen.add(o.metric)
 
 
 def _validate_algorithm(a: AlgorithmConfig) -> None:
     path = "config.algorithm"
     if a.population_size < 2:
-        raise ValueError(f"{path}.population_size: must be at least 2, got {a.population_size}")
+        raise InvalidArgumentError(f"{path}.population_size: must be at least 2, got {a.population_size}")
     if a.opponent_generations < 1:
-        raise ValueError(f"{path}.opponent_generations: must be at least 1, got {a.opponent_generations}")
+        raise InvalidArgumentError(f"{path}.opponent_generations: must be at least 1, got {a.opponent_generations}")
     if not a.perturbation_factors:
-        raise ValueError(f"{path}.perturbation_factors: at least one factor is required")
+        raise InvalidArgumentError(f"{path}.perturbation_factors: at least one factor is required")
     for f in a.perturbation_factors:
         if not (math.isfinite(f) and f > 0):
-            raise ValueError(f"{path}.perturbation_factors: {f} must be finite and positive")
+            raise InvalidArgumentError(f"{path}.perturbation_factors: {f} must be finite and positive")
     for name in ("max_generations", "max_trials", "steps_per_trial"):
         if getattr(a, name) < 0:
-            raise ValueError(f"{path}.{name}: must not be negative, got {getattr(a, name)}")
+            raise InvalidArgumentError(f"{path}.{name}: must not be negative, got {getattr(a, name)}")
     ms = a.median_stopping
     if ms.min_completed_trials < 1:
-        raise ValueError(f"{path}.median_stopping.min_completed_trials: must be at least 1, "
+        raise InvalidArgumentError(f"{path}.median_stopping.min_completed_trials: must be at least 1, "
                          f"got {ms.min_completed_trials}")
     if ms.min_measurements < 1:
-        raise ValueError(f"{path}.median_stopping.min_measurements: must be at least 1, "
+        raise InvalidArgumentError(f"{path}.median_stopping.min_measurements: must be at least 1, "
                          f"got {ms.min_measurements}")

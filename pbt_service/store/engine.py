@@ -10,6 +10,7 @@ transaction, which `SqlStorage.run` redoes on a fresh one, and every call saves 
 
 from __future__ import annotations
 
+import enum
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -17,7 +18,74 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import StaticPool
+
+TRANSIENT_SQLSTATES = ("08", "40", "53", "57", "58", "55P03", "25P03")
+"""PostgreSQL SQLSTATEs (classes or codes) worth retrying: connection exceptions, serialization
+failures and deadlocks, insufficient resources (too many connections), operator intervention
+(statement timeout, shutdown, starting up), system errors, lock timeout, idle-transaction timeout."""
+MISSING_SCHEMA_SQLSTATES = ("42P01", "42703", "3F000")
+"""Undefined table, undefined column, undefined schema: the schema is not this code's."""
+PERMANENT_CONNECT_ERRORS = (
+    "authentication failed", "no password supplied", "does not exist", "no pg_hba.conf entry",
+    "permission denied", "invalid dsn", "invalid connection option", "invalid sslmode",
+)
+"""libpq refusals at connect time (they carry no SQLSTATE): wrong password or user, unknown
+database or role, access not granted, a malformed URL."""
+TRANSIENT_SQLITE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_PROTOCOL", "SQLITE_IOERR")
+
+
+class ErrorKind(enum.Enum):
+    """What to do about a database error (see `classify_error`)."""
+
+    TRANSIENT = "transient"  # redo the transaction
+    PERMANENT = "permanent"  # the configuration is wrong: report at once, never retry
+    OTHER = "other"  # a bug (a violated constraint, bad SQL): propagate unchanged
+
+
+def classify_error(error: SQLAlchemyError) -> ErrorKind:
+    """Classifies by the driver's error, not by SQLAlchemy's class alone: an `OperationalError`
+    is a lost connection or a lock timeout (transient) as often as a wrong password or a missing
+    table (permanent). Unknown `OperationalError`s stay transient, as retrying them is bounded."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return ErrorKind.TRANSIENT
+    if isinstance(error, (InterfaceError, DisconnectionError, PoolTimeoutError)):
+        return ErrorKind.TRANSIENT
+    original = getattr(error, "orig", None)
+    if isinstance(error, OperationalError):
+        return ErrorKind.PERMANENT if _is_permanent(original) else ErrorKind.TRANSIENT
+    if isinstance(error, ProgrammingError) and getattr(original, "pgcode", None) in MISSING_SCHEMA_SQLSTATES:
+        return ErrorKind.PERMANENT
+    return ErrorKind.OTHER
+
+
+def _is_permanent(original: object) -> bool:
+    if isinstance(original, sqlite3.Error):
+        name = str(getattr(original, "sqlite_errorname", ""))
+        return not name.startswith(TRANSIENT_SQLITE_ERRORS) and "locked" not in str(original)
+    code = getattr(original, "pgcode", None)
+    if code:
+        return not str(code).startswith(TRANSIENT_SQLSTATES)
+    message = str(original).lower()
+    return any(pattern in message for pattern in PERMANENT_CONNECT_ERRORS)
+
+
+def shown_url(url: str | URL) -> str:
+    """The URL as it may be printed or logged: SQLAlchemy's rendering with the password hidden.
+    Text that does not parse as a URL is not shown at all (it might hold a password)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - any parse failure: show nothing of it
+        return "<unparsable database URL>"
 
 
 @dataclass(frozen=True)
@@ -64,7 +132,7 @@ def normalize_url(url: str | URL) -> URL:
         parsed = parsed.set(drivername="sqlite+pysqlite")
     if parsed.drivername not in ("postgresql+psycopg2", "sqlite+pysqlite"):
         raise ValueError(
-            f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
+            f"unsupported database URL {shown_url(parsed)!r}: "
             "use sqlite:///PATH or postgresql://USER@HOST/DB"
         )
     return parsed

@@ -12,12 +12,20 @@ from pbt_service.core.errors import (
 )
 
 __all__ = [
-    "AlreadyExistsError", "NotFoundError", "SchemaOutdatedError", "StoreError", "TrialStateError", "UnavailableError",
+    "AlreadyExistsError", "DatabaseConfigError", "NotFoundError", "SchemaOutdatedError", "StoreError",
+    "TrialStateError", "UnavailableError",
 ]
 
 
 class StoreError(PbtError):
     """Base class of the errors only the store raises."""
+
+
+class DatabaseConfigError(StoreError):
+    """The database refuses for a reason retrying cannot fix: a wrong password or user, an unknown
+    database, a missing table (no schema). Raised at once, never retried, and mapped to INTERNAL:
+    the service is misconfigured, which is neither the client's fault nor worth the client's
+    retries (UNAVAILABLE would invite them). The message names the URL with its password hidden."""
 
 
 class SchemaOutdatedError(StoreError):

@@ -99,8 +99,6 @@ class StudyRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False, unique=True)
     config_json: Mapped[str] = mapped_column(Text, nullable=False)
-    population_size: Mapped[int] = mapped_column(Integer, nullable=False)
-    seed: Mapped[int] = mapped_column(BigInteger, nullable=False)
     state: Mapped[str] = mapped_column(String(STATUS_LENGTH), nullable=False)
     trial_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     stopped_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))

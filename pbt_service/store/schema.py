@@ -19,8 +19,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from pbt_service.store.engine import StorageSettings, make_engine
-from pbt_service.store.errors import SchemaOutdatedError, UnavailableError
+from pbt_service.store.engine import ErrorKind, StorageSettings, classify_error, make_engine, shown_url
+from pbt_service.store.errors import DatabaseConfigError, SchemaOutdatedError, UnavailableError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SCHEMA_LOCK_KEY = 0x70627473636865  # pg_advisory_xact_lock key: "pbtsche"
@@ -58,8 +58,9 @@ def upgrade(url: str | Engine) -> None:
     """Creates or migrates the schema to the head revision (what `pbt-service migrate` runs).
 
     Safe against concurrent callers (see the module docstring). Raises SchemaOutdatedError for a
-    database holding foreign tables or a revision newer than this code, UnavailableError when the
-    database cannot be reached. Example: `upgrade("postgresql://pbt@db-host/pbt")`.
+    database holding foreign tables or a revision newer than this code, DatabaseConfigError when the
+    database refuses for good (a wrong password, an unknown database), UnavailableError when it
+    cannot be reached. Example: `upgrade("postgresql://pbt@db-host/pbt")`.
     """
     _with_engine(url, lambda engine: _ensure(engine, create=True, migrate=True), MIGRATION_SETTINGS)
 
@@ -82,6 +83,8 @@ def _with_engine(
     try:
         work(engine)
     except (OperationalError, InterfaceError) as e:
+        if classify_error(e) is ErrorKind.PERMANENT:
+            raise DatabaseConfigError(f"database {_shown(engine)} refused: {e.orig or e}") from e
         raise UnavailableError(f"cannot reach database {_shown(engine)}: {e.orig or e}") from e
     finally:
         if not isinstance(url, Engine):
@@ -121,7 +124,7 @@ def _ensure(engine: Engine, *, create: bool, migrate: bool) -> None:
 
 
 def _shown(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+    return shown_url(engine.url)
 
 
 def _lock(connection: Connection) -> None:

@@ -17,18 +17,19 @@ from contextlib import AbstractContextManager
 from typing import NoReturn, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import (
-    DBAPIError,
-    DisconnectionError,
-    InterfaceError,
-    OperationalError,
-    SQLAlchemyError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
 
 from pbt_service.store.base import Storage, Transaction
-from pbt_service.store.engine import StorageSettings, is_sqlite_memory, make_engine
-from pbt_service.store.errors import UnavailableError
+from pbt_service.store.engine import (
+    ErrorKind,
+    StorageSettings,
+    classify_error,
+    is_sqlite_memory,
+    make_engine,
+    shown_url,
+)
+from pbt_service.store.errors import DatabaseConfigError, UnavailableError
 from pbt_service.store.schema import ensure_schema
 from pbt_service.store.sql_transaction import SqlTransaction
 
@@ -70,8 +71,9 @@ class SqlStorage(Storage):
     ) -> SqlStorage:
         """Connects and checks the schema (see `schema.ensure_schema`).
 
-        Raises ValueError for an unsupported URL, SchemaOutdatedError for an old schema, and
-        UnavailableError when the database cannot be reached.
+        Raises ValueError for an unsupported URL, SchemaOutdatedError for an old schema,
+        DatabaseConfigError at once when the database refuses for good (a wrong password, an
+        unknown database), and UnavailableError when it cannot be reached.
         Example: `SqlStorage.from_url("sqlite:///pbt.db")`, `SqlStorage.from_url("sqlite://")`.
         """
         settings = settings or StorageSettings()
@@ -81,9 +83,9 @@ class SqlStorage(Storage):
                 ensure_schema(engine, auto_create=auto_create)
         except SQLAlchemyError as e:
             engine.dispose()
-            raise UnavailableError(
-                f"cannot use database {engine.url.render_as_string(hide_password=True)}: {_brief(e)}"
-            ) from e
+            if classify_error(e) is ErrorKind.PERMANENT:
+                raise DatabaseConfigError(_refused(engine.url, e)) from e
+            raise UnavailableError(f"cannot use database {shown_url(engine.url)}: {_brief(e)}") from e
         except BaseException:
             engine.dispose()
             raise
@@ -96,20 +98,21 @@ class SqlStorage(Storage):
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """Commits on success and rolls back on any exception. Database errors that are transient
-        become TransientDatabaseError (an UnavailableError); other SQLAlchemy errors (bugs such as
-        a violated constraint) propagate unchanged."""
+        become TransientDatabaseError (an UnavailableError), permanent ones (a wrong password, a
+        missing table) DatabaseConfigError; other SQLAlchemy errors (bugs such as a violated
+        constraint) propagate unchanged."""
         with self._serial:
             try:
                 connection = self._engine.connect()
             except SQLAlchemyError as e:
-                _raise_classified(e)
+                _raise_classified(e, self._engine.url)
             try:
                 connection.begin()
                 yield SqlTransaction(connection)
                 connection.commit()
             except SQLAlchemyError as e:
                 _rollback(connection)
-                _raise_classified(e)
+                _raise_classified(e, self._engine.url)
             except BaseException:
                 _rollback(connection)
                 raise
@@ -118,8 +121,8 @@ class SqlStorage(Storage):
 
     def run(self, work: Callable[[Transaction], T], *, timeout_s: float | None = None) -> T:
         """Runs `work` in a transaction, redoing it on transient errors; raises UnavailableError
-        when they persist or `timeout_s` has passed. `work` may run more than once, so it must not
-        have side effects outside the transaction."""
+        when they persist or `timeout_s` has passed, and DatabaseConfigError at once (no retry).
+        `work` may run more than once, so it must not have side effects outside the transaction."""
         budget = self._settings.retry_deadline_s
         deadline = time.monotonic() + (budget if timeout_s is None else min(timeout_s, budget))
         attempt = 0
@@ -144,15 +147,23 @@ class SqlStorage(Storage):
         return base * (0.5 + self._random.random())
 
 
-def _raise_classified(error: SQLAlchemyError) -> NoReturn:
-    """Raises a transient error as TransientDatabaseError and any other (a bug such as a violated
-    constraint) as it is. Statement and lock timeouts are OperationalErrors: transient."""
-    transient = (isinstance(error, DBAPIError) and error.connection_invalidated) or isinstance(
-        error, (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
-    )
-    if transient:
+def _raise_classified(error: SQLAlchemyError, url: URL) -> NoReturn:
+    """Raises a transient error (see `engine.classify_error`) as TransientDatabaseError, a
+    permanent one as DatabaseConfigError, and any other (a bug such as a violated constraint) as
+    it is."""
+    kind = classify_error(error)
+    if kind is ErrorKind.TRANSIENT:
         raise TransientDatabaseError(f"database error: {_brief(error)}") from error
+    if kind is ErrorKind.PERMANENT:
+        raise DatabaseConfigError(_refused(url, error)) from error
     raise error
+
+
+def _refused(url: URL, error: SQLAlchemyError) -> str:
+    return (
+        f"database {shown_url(url)} refused: {_brief(error)} (not retried: check the URL, the "
+        "credentials and the schema, `pbt-service migrate --database-url URL`)"
+    )
 
 
 def _rollback(connection: Connection) -> None:

@@ -386,15 +386,13 @@ class ListTrialsRequest(_message.Message):
     STUDY_FIELD_NUMBER: _builtins.int
     STATUSES_FIELD_NUMBER: _builtins.int
     GENERATION_FIELD_NUMBER: _builtins.int
-    HAS_GENERATION_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     OMIT_MEASUREMENTS_FIELD_NUMBER: _builtins.int
     study: _builtins.str
     """Study name."""
     generation: _builtins.int
-    """Only this generation, when has_generation is set."""
-    has_generation: _builtins.bool
+    """Only this generation (all when unset)."""
     page_size: _builtins.int
     """Page size (default 100, at most 1000)."""
     page_token: _builtins.str
@@ -410,17 +408,18 @@ class ListTrialsRequest(_message.Message):
         *,
         study: _builtins.str = ...,
         statuses: _abc.Iterable[_trial_pb2.TrialStatus.ValueType] | None = ...,
-        generation: _builtins.int = ...,
-        has_generation: _builtins.bool = ...,
+        generation: _builtins.int | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         omit_measurements: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_generation", b"_generation", "generation", b"generation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "has_generation", b"has_generation", "omit_measurements", b"omit_measurements", "page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses", "study", b"study"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_generation", b"_generation", "generation", b"generation", "omit_measurements", b"omit_measurements", "page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses", "study", b"study"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__generation: _TypeAlias = _typing.Literal["generation"]  # noqa: Y015
+    _WhichOneofArgType__generation: _TypeAlias = _typing.Literal["_generation", b"_generation"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__generation) -> _WhichOneofReturnType__generation | None: ...
 
 Global___ListTrialsRequest: _TypeAlias = ListTrialsRequest  # noqa: Y015
 

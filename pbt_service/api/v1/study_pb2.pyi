@@ -338,21 +338,28 @@ class MedianStoppingRule(_message.Message):
     enabled: _builtins.bool
     """Turns the rule on."""
     min_completed_trials: _builtins.int
-    """Completed trials needed before the rule stops anything (default 3)."""
+    """Completed trials needed before the rule stops anything (unset: the default, 3)."""
     min_measurements: _builtins.int
-    """Measurements a trial must have reported before it can be stopped (default 1)."""
+    """Measurements a trial must have reported before it can be stopped (unset: the default, 1)."""
     def __init__(
         self,
         *,
         enabled: _builtins.bool = ...,
-        min_completed_trials: _builtins.int = ...,
-        min_measurements: _builtins.int = ...,
+        min_completed_trials: _builtins.int | None = ...,
+        min_measurements: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_completed_trials", b"_min_completed_trials", "_min_measurements", b"_min_measurements", "min_completed_trials", b"min_completed_trials", "min_measurements", b"min_measurements"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "min_completed_trials", b"min_completed_trials", "min_measurements", b"min_measurements"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_completed_trials", b"_min_completed_trials", "_min_measurements", b"_min_measurements", "enabled", b"enabled", "min_completed_trials", b"min_completed_trials", "min_measurements", b"min_measurements"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__min_completed_trials: _TypeAlias = _typing.Literal["min_completed_trials"]  # noqa: Y015
+    _WhichOneofArgType__min_completed_trials: _TypeAlias = _typing.Literal["_min_completed_trials", b"_min_completed_trials"]  # noqa: Y015
+    _WhichOneofReturnType__min_measurements: _TypeAlias = _typing.Literal["min_measurements"]  # noqa: Y015
+    _WhichOneofArgType__min_measurements: _TypeAlias = _typing.Literal["_min_measurements", b"_min_measurements"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_completed_trials) -> _WhichOneofReturnType__min_completed_trials | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_measurements) -> _WhichOneofReturnType__min_measurements | None: ...
 
 Global___MedianStoppingRule: _TypeAlias = MedianStoppingRule  # noqa: Y015
 
@@ -371,9 +378,11 @@ class AlgorithmConfig(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     MEDIAN_STOPPING_FIELD_NUMBER: _builtins.int
     population_size: _builtins.int
-    """Members per generation; at least 2. Larger than the worker count means budget mode."""
+    """Members per generation; at least 2 (unset: the default, 10). Larger than the worker count
+    means budget mode.
+    """
     opponent_generations: _builtins.int
-    """Opponents come from the past k generations (default 2)."""
+    """Opponents come from the past k generations (unset: the default, 2)."""
     max_generations: _builtins.int
     """Stop after this many generations (0 = no limit)."""
     max_trials: _builtins.int
@@ -384,7 +393,7 @@ class AlgorithmConfig(_message.Message):
     """Seed of every random decision in the study."""
     @_builtins.property
     def perturbation_factors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """Multipliers for float and integer mutation (default [0.8, 1.2]); each positive."""
+        """Multipliers for float and integer mutation, each positive (empty: the default, [0.8, 1.2])."""
 
     @_builtins.property
     def median_stopping(self) -> Global___MedianStoppingRule:
@@ -393,8 +402,8 @@ class AlgorithmConfig(_message.Message):
     def __init__(
         self,
         *,
-        population_size: _builtins.int = ...,
-        opponent_generations: _builtins.int = ...,
+        population_size: _builtins.int | None = ...,
+        opponent_generations: _builtins.int | None = ...,
         perturbation_factors: _abc.Iterable[_builtins.float] | None = ...,
         max_generations: _builtins.int = ...,
         max_trials: _builtins.int = ...,
@@ -402,17 +411,27 @@ class AlgorithmConfig(_message.Message):
         seed: _builtins.int = ...,
         median_stopping: Global___MedianStoppingRule | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["median_stopping", b"median_stopping"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_opponent_generations", b"_opponent_generations", "_population_size", b"_population_size", "median_stopping", b"median_stopping", "opponent_generations", b"opponent_generations", "population_size", b"population_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_generations", b"max_generations", "max_trials", b"max_trials", "median_stopping", b"median_stopping", "opponent_generations", b"opponent_generations", "perturbation_factors", b"perturbation_factors", "population_size", b"population_size", "seed", b"seed", "steps_per_trial", b"steps_per_trial"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_opponent_generations", b"_opponent_generations", "_population_size", b"_population_size", "max_generations", b"max_generations", "max_trials", b"max_trials", "median_stopping", b"median_stopping", "opponent_generations", b"opponent_generations", "perturbation_factors", b"perturbation_factors", "population_size", b"population_size", "seed", b"seed", "steps_per_trial", b"steps_per_trial"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__opponent_generations: _TypeAlias = _typing.Literal["opponent_generations"]  # noqa: Y015
+    _WhichOneofArgType__opponent_generations: _TypeAlias = _typing.Literal["_opponent_generations", b"_opponent_generations"]  # noqa: Y015
+    _WhichOneofReturnType__population_size: _TypeAlias = _typing.Literal["population_size"]  # noqa: Y015
+    _WhichOneofArgType__population_size: _TypeAlias = _typing.Literal["_population_size", b"_population_size"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__opponent_generations) -> _WhichOneofReturnType__opponent_generations | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__population_size) -> _WhichOneofReturnType__population_size | None: ...
 
 Global___AlgorithmConfig: _TypeAlias = AlgorithmConfig  # noqa: Y015
 
 @_typing.final
 class StudyConfig(_message.Message):
-    """Everything that defines a study."""
+    """Everything that defines a study. Unset fields take the defaults of the domain dataclasses
+    (pbt_service.core.types); a field whose default is not zero is `optional`, so an explicit 0 is
+    kept (and rejected by validation where it is illegal).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

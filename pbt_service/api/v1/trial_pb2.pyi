@@ -185,6 +185,7 @@ class Trial(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     HEARTBEAT_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
+    INITIATED_TRIAL_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Globally unique id."""
     study: _builtins.str
@@ -198,15 +199,19 @@ class Trial(_message.Message):
     warm_start_checkpoint_path: _builtins.str
     """Checkpoint to warm-start from; empty for training from scratch."""
     parent_trial_id: _builtins.int
-    """The trial whose checkpoint this one starts from (0 = none)."""
+    """The trial whose checkpoint this one starts from (unset for generation 0)."""
     initiator_parent_trial_id: _builtins.int
-    """The trial that initiated the reproduction that made this one (0 = none)."""
+    """The trial that initiated the reproduction that made this one (unset for generation 0)."""
     worker_id: _builtins.str
     """The worker that holds or held the trial."""
     stop_requested: _builtins.bool
     """Whether the service asked the worker to stop early."""
     status_message: _builtins.str
     """Why the trial failed or stopped."""
+    initiated_trial_id: _builtins.int
+    """The live child this trial's reproduction made (unset while it has made none, or after that
+    child was stopped or failed).
+    """
     @_builtins.property
     def hparams(self) -> _containers.MessageMap[_builtins.str, Global___ParameterValue]:
         """Hyperparameters of this session (only active parameters)."""
@@ -237,8 +242,8 @@ class Trial(_message.Message):
         status: Global___TrialStatus.ValueType = ...,
         hparams: _abc.Mapping[_builtins.str, Global___ParameterValue] | None = ...,
         warm_start_checkpoint_path: _builtins.str = ...,
-        parent_trial_id: _builtins.int = ...,
-        initiator_parent_trial_id: _builtins.int = ...,
+        parent_trial_id: _builtins.int | None = ...,
+        initiator_parent_trial_id: _builtins.int | None = ...,
         measurements: _abc.Iterable[Global___Measurement] | None = ...,
         final_measurement: Global___Measurement | None = ...,
         worker_id: _builtins.str = ...,
@@ -247,11 +252,23 @@ class Trial(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         heartbeat_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
+        initiated_trial_id: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "final_measurement", b"final_measurement", "heartbeat_time", b"heartbeat_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_initiated_trial_id", b"_initiated_trial_id", "_initiator_parent_trial_id", b"_initiator_parent_trial_id", "_parent_trial_id", b"_parent_trial_id", "create_time", b"create_time", "end_time", b"end_time", "final_measurement", b"final_measurement", "heartbeat_time", b"heartbeat_time", "initiated_trial_id", b"initiated_trial_id", "initiator_parent_trial_id", b"initiator_parent_trial_id", "parent_trial_id", b"parent_trial_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "final_measurement", b"final_measurement", "generation", b"generation", "heartbeat_time", b"heartbeat_time", "hparams", b"hparams", "id", b"id", "initiator_parent_trial_id", b"initiator_parent_trial_id", "measurements", b"measurements", "number", b"number", "parent_trial_id", b"parent_trial_id", "status", b"status", "status_message", b"status_message", "stop_requested", b"stop_requested", "study", b"study", "warm_start_checkpoint_path", b"warm_start_checkpoint_path", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_initiated_trial_id", b"_initiated_trial_id", "_initiator_parent_trial_id", b"_initiator_parent_trial_id", "_parent_trial_id", b"_parent_trial_id", "create_time", b"create_time", "end_time", b"end_time", "final_measurement", b"final_measurement", "generation", b"generation", "heartbeat_time", b"heartbeat_time", "hparams", b"hparams", "id", b"id", "initiated_trial_id", b"initiated_trial_id", "initiator_parent_trial_id", b"initiator_parent_trial_id", "measurements", b"measurements", "number", b"number", "parent_trial_id", b"parent_trial_id", "status", b"status", "status_message", b"status_message", "stop_requested", b"stop_requested", "study", b"study", "warm_start_checkpoint_path", b"warm_start_checkpoint_path", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__initiated_trial_id: _TypeAlias = _typing.Literal["initiated_trial_id"]  # noqa: Y015
+    _WhichOneofArgType__initiated_trial_id: _TypeAlias = _typing.Literal["_initiated_trial_id", b"_initiated_trial_id"]  # noqa: Y015
+    _WhichOneofReturnType__initiator_parent_trial_id: _TypeAlias = _typing.Literal["initiator_parent_trial_id"]  # noqa: Y015
+    _WhichOneofArgType__initiator_parent_trial_id: _TypeAlias = _typing.Literal["_initiator_parent_trial_id", b"_initiator_parent_trial_id"]  # noqa: Y015
+    _WhichOneofReturnType__parent_trial_id: _TypeAlias = _typing.Literal["parent_trial_id"]  # noqa: Y015
+    _WhichOneofArgType__parent_trial_id: _TypeAlias = _typing.Literal["_parent_trial_id", b"_parent_trial_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__initiated_trial_id) -> _WhichOneofReturnType__initiated_trial_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__initiator_parent_trial_id) -> _WhichOneofReturnType__initiator_parent_trial_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__parent_trial_id) -> _WhichOneofReturnType__parent_trial_id | None: ...
 
 Global___Trial: _TypeAlias = Trial  # noqa: Y015
