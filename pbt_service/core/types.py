@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -179,11 +179,12 @@ class PopulationView:
     reproduction and whose child would stay below `max_generations`; None if there is none.
     `initiator_generation_size`: ACTIVE + COMPLETED trials in the initiator's generation.
     `opponents`: COMPLETED trials (with final measurements) of the initiator's past k generations
-    (generations g-k+1 .. g), the initiator excluded.
+    (generations g-k+1 .. g), the initiator excluded, in (generation, number) order. A store may
+    hand a lazy sequence that reads an opponent only when it is indexed: a tournament looks at one.
     """
 
     live_in_generation_zero: int
     trials_counted: int
     initiator: Trial | None = None
     initiator_generation_size: int = 0
-    opponents: tuple[Trial, ...] = ()
+    opponents: Sequence[Trial] = ()
