@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Executable, event
 
-from benchmarks.load.history import load_history
+from benchmarks.load.history import STUDY, load_history, study_config
+from pbt_service.converters import study_config_from_proto
 from pbt_service.store import sql_queries as q
 from pbt_service.store.engine import make_engine
 from pbt_service.store.schema import upgrade
 from pbt_service.store.sql_rows import MEASUREMENTS_BY_ID, MEASUREMENTS_OF_TRIALS, PARAMS_OF
+from pbt_service.store.sql_storage import SqlStorage
 from tests.conftest import _execute_autocommit
 
 HISTORY, POPULATION = 20_000, 20
@@ -73,6 +75,10 @@ def history(postgres_url: str) -> Iterator[Connection]:
     _execute_autocommit(postgres_url, f"DROP DATABASE IF EXISTS {database}", f"CREATE DATABASE {database}")
     url = postgres_url.rsplit("/", 1)[0] + f"/{database}"
     upgrade(url)
+    storage = SqlStorage.from_url(url)
+    config = study_config_from_proto(study_config(POPULATION))
+    storage.run(lambda tx: tx.create_study(STUDY, config, NOW))
+    storage.close()
     load_history(url, HISTORY, POPULATION)
     engine = make_engine(url)
 
