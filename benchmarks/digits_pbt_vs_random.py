@@ -10,7 +10,7 @@ hyperparameter samples in generation 0):
 Each picks its trial with the best validation accuracy (ties: lower validation loss) among the
 final measurements of its completed trials and reports that trial's held-out test accuracy.
 
-    PYTHONPATH=.:protos python benchmarks/digits_pbt_vs_random.py --seeds 5 --workers 1
+    PYTHONPATH=. python benchmarks/digits_pbt_vs_random.py --seeds 5 --workers 1
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ final loss among the trials of the last generation (each trained the full 10·G 
 baseline trains each of K learning rates log-spaced in [1e-4, 1] from scratch for the same 10·G
 steps with the same trainer and noise model; its score is the best of the K. Lower is better.
 
-    PYTHONPATH=.:protos python benchmarks/noisy_quadratic_vs_grid.py --seeds 3 --workers 1
+    PYTHONPATH=. python benchmarks/noisy_quadratic_vs_grid.py --seeds 3 --workers 1
 """
 
 from __future__ import annotations
