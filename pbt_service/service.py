@@ -12,11 +12,11 @@ import grpc
 from pbt_service import converters, validation
 from pbt_service.api.v1 import pbt_service_pb2 as pb
 from pbt_service.api.v1 import pbt_service_pb2_grpc, study_pb2, trial_pb2
-from pbt_service.controller import Controller, ServiceSettings
+from pbt_service.controller import Controller
 from pbt_service.core.errors import InvalidArgumentError
 from pbt_service.grpc_errors import rpc_errors
 
-__all__ = ["DEADLINE_MARGIN", "PbtServicer", "ServiceSettings"]
+__all__ = ["DEADLINE_MARGIN", "PbtServicer"]
 
 DEADLINE_MARGIN = 0.9
 """The share of a call's remaining deadline the database may use, leaving time for the reply."""

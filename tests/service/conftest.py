@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pbt_service.controller import ServiceSettings
 from pbt_service.core.types import (
     AlgorithmConfig,
     Goal,
@@ -18,7 +19,6 @@ from pbt_service.core.types import (
     StudyConfig,
 )
 from pbt_service.server import RunningServer, ServerSettings, create_server
-from pbt_service.service import ServiceSettings
 from pbt_service.store.sql_storage import SqlStorage
 from worker_client import PbtClient
 

@@ -63,8 +63,8 @@ def test_an_unexpected_error_is_internal_with_an_id_and_no_stack_trace(
         with pytest.raises(grpc.RpcError) as raised:
             client.get_study("anything")
     error = raised.value
-    assert error.code() is grpc.StatusCode.INTERNAL  # type: ignore[attr-defined]
-    details: str = error.details()  # type: ignore[attr-defined]
+    assert error.code() is grpc.StatusCode.INTERNAL
+    details: str = error.details()
     assert "secret" not in details and "Traceback" not in details
     error_id = details.split()[2].rstrip(";")
     assert len(error_id) == 12

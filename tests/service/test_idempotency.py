@@ -11,9 +11,9 @@ from typing import TypeVar
 import grpc
 import pytest
 
+from pbt_service.controller import ServiceSettings
 from pbt_service.core.types import Measurement, Trial, TrialStatus
 from pbt_service.server import ServerSettings, create_server
-from pbt_service.service import ServiceSettings
 from tests.service.conftest import simple_config
 from worker_client import PbtClient
 
