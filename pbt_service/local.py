@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from pbt_service.server import RunningServer, ServerSettings, create_server
 from pbt_service.controller import ServiceSettings
+from pbt_service.server import RunningServer, ServerSettings, create_server
 
 
 class LocalService:
