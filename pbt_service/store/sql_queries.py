@@ -111,6 +111,26 @@ def _live_in(generation: int | ColumnElement[int]) -> ScalarSelect[int]:
     )
 
 
+def _final_and_params(trial: Any, final: Any, metric: Any, param: Any) -> tuple[Any, ...]:
+    """The columns of a trial with its final measurement (`m_*`) and params, the shape
+    `sql_rows.trial_from_joined_rows` reads."""
+    return (
+        *trial.c,
+        final.c.step.label("m_step"),
+        final.c.checkpoint_path.label("m_checkpoint_path"),
+        final.c.elapsed_seconds.label("m_elapsed_seconds"),
+        final.c.create_time.label("m_create_time"),
+        metric.c.name.label("m_name"),
+        metric.c.value.label("m_value"),
+        param.c.trial_id,
+        param.c.name,
+        param.c.kind,
+        param.c.int_value,
+        param.c.float_value,
+        param.c.string_value,
+    )
+
+
 _final = MEASUREMENTS.alias("final")
 _final_metric = METRICS.alias("final_metric")
 _initiator_param = PARAMS.alias("initiator_param")
@@ -126,19 +146,7 @@ view_head = (
         .where(*_opponents_of(_initiator.c.id, _initiator.c.generation))
         .scalar_subquery()
         .label("opponent_count"),
-        *_initiator.c,
-        _final.c.step.label("m_step"),
-        _final.c.checkpoint_path.label("m_checkpoint_path"),
-        _final.c.elapsed_seconds.label("m_elapsed_seconds"),
-        _final.c.create_time.label("m_create_time"),
-        _final_metric.c.name.label("m_name"),
-        _final_metric.c.value.label("m_value"),
-        _initiator_param.c.trial_id,
-        _initiator_param.c.name,
-        _initiator_param.c.kind,
-        _initiator_param.c.int_value,
-        _initiator_param.c.float_value,
-        _initiator_param.c.string_value,
+        *_final_and_params(_initiator, _final, _final_metric, _initiator_param),
     )
     .select_from(
         STUDIES.outerjoin(
@@ -167,21 +175,7 @@ view_head = (
 opponents, and the initiator itself with its final measurement and params (shaped as
 `opponent_at`): a row per (metric, param) pair of the initiator, one row when there is none."""
 
-_with_final_and_params = select(
-    TRIALS,
-    MEASUREMENTS.c.step.label("m_step"),
-    MEASUREMENTS.c.checkpoint_path.label("m_checkpoint_path"),
-    MEASUREMENTS.c.elapsed_seconds.label("m_elapsed_seconds"),
-    MEASUREMENTS.c.create_time.label("m_create_time"),
-    METRICS.c.name.label("m_name"),
-    METRICS.c.value.label("m_value"),
-    PARAMS.c.trial_id,
-    PARAMS.c.name,
-    PARAMS.c.kind,
-    PARAMS.c.int_value,
-    PARAMS.c.float_value,
-    PARAMS.c.string_value,
-).select_from(
+_with_final_and_params = select(*_final_and_params(TRIALS, MEASUREMENTS, METRICS, PARAMS)).select_from(
     TRIALS.outerjoin(MEASUREMENTS, MEASUREMENTS.c.id == TRIALS.c.final_measurement_id)
     .outerjoin(METRICS, METRICS.c.measurement_id == MEASUREMENTS.c.id)
     .outerjoin(PARAMS, PARAMS.c.trial_id == TRIALS.c.id)

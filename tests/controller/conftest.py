@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import pytest
 
 from pbt_service.controller import Controller, ServiceSettings
 from pbt_service.core.types import AlgorithmConfig, Goal, Objective, ParameterSpec, ParameterType, StudyConfig
 from pbt_service.store.sql_storage import SqlStorage
+from tests.fake_clock import FakeClock
 
 LEASE_SECONDS = 60.0
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from pbt_service.core.errors import (
     NotFoundError,
 )
 from pbt_service.core.types import Measurement, StudyState, TrialStatus
-from tests.controller.conftest import LEASE_SECONDS, FakeClock, config
+from tests.controller.conftest import LEASE_SECONDS, config
+from tests.fake_clock import FakeClock
 
 
 def score(step: int, value: float, path: str = "") -> Measurement:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -20,20 +19,8 @@ from pbt_service.core.types import (
 )
 from pbt_service.server import RunningServer, ServerSettings, create_server
 from pbt_service.store.sql_storage import SqlStorage
+from tests.fake_clock import FakeClock
 from worker_client import PbtClient
-
-
-class FakeClock:
-    """A settable clock so lease expiry is tested without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from pbt_service import converters
 from pbt_service.api.v1 import pbt_service_pb2 as pb
 from pbt_service.api.v1 import study_pb2
 from pbt_service.core.types import Measurement, StudyState, TrialStatus
-from tests.service.conftest import FakeClock, simple_config
+from tests.fake_clock import FakeClock
+from tests.service.conftest import simple_config
 from worker_client import PbtClient
 
 
