@@ -248,7 +248,8 @@ class Worker:
                 ended = self.client.complete_trial(trial.id, self.worker_id, failure_reason=reason)
             else:
                 ended = self.client.complete_trial(trial.id, self.worker_id)
-                log.info("[%s] trial %s completed in %.1fs: %s", self.name, trial.id, seconds,
+                early = f" (stopped early: {ctx.stop_signal.reason})" if ctx.stop_signal.reason else ""
+                log.info("[%s] trial %s completed in %.1fs%s: %s", self.name, trial.id, seconds, early,
                          _summary(evaluation.last, self._objectives()))
         except grpc.RpcError as rpc_error:
             if not _lost(rpc_error):
