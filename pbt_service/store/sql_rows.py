@@ -67,10 +67,6 @@ MEASUREMENTS_OF_TRIALS = _MEASUREMENTS_WITH_METRICS.where(
 MEASUREMENTS_BY_ID = _MEASUREMENTS_WITH_METRICS.where(MEASUREMENTS.c.id.in_(bindparam("p_ids", expanding=True)))
 
 
-parse_config = config_from_json
-"""Cached by its text (`config_json.config_from_json`): a study's config never changes after creation."""
-
-
 def chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
     for start in range(0, len(ids), CHUNK):
         yield ids[start : start + CHUNK]
@@ -86,7 +82,7 @@ def utc(value: datetime) -> datetime:
 def study_from_row(row: AnyRow) -> Study:
     return Study(
         name=row.name,
-        config=parse_config(row.config_json),
+        config=config_from_json(row.config_json),
         state=StudyState(row.state),
         trial_count=row.trial_count,
         create_time=row.create_time,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, overload
 
-from sqlalchemy import Connection, Executable, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pbt_service.core.types import (
@@ -27,7 +27,7 @@ from pbt_service.core.types import (
 )
 from pbt_service.store import sql_queries as q
 from pbt_service.store.base import LEASE_EXPIRED, SuggestionHead, Transaction, TrialState
-from pbt_service.store.config_json import config_to_json
+from pbt_service.store.config_json import config_from_json, config_to_json
 from pbt_service.store.errors import AlreadyExistsError, NotFoundError, TrialStateError
 from pbt_service.store.sql_queries import ACTIVE, COMPLETED
 from pbt_service.store.sql_rows import (
@@ -40,7 +40,6 @@ from pbt_service.store.sql_rows import (
     chunks,
     load_trials,
     param_values,
-    parse_config,
     study_from_row,
     trial_from_joined_rows,
     utc,
@@ -137,15 +136,15 @@ class SqlTransaction(Transaction):
             initiator_generation_size=head.generation_size,
             opponents=_LazyOpponents(
                 head.opponent_count,
-                lambda offset: self._trial_with_final(q.opponent_at, {**window, "p_offset": offset}, study),
+                lambda offset: self._read_opponent({**window, "p_offset": offset}, study),
             ),
         )
 
-    def _trial_with_final(self, query: Executable, params: dict[str, object], study: str) -> Trial:
-        """The one trial `query` selects (shaped as `sql_queries.opponent_at`)."""
-        rows = self._db.execute(query, params).all()
+    def _read_opponent(self, window: dict[str, object], study: str) -> Trial:
+        """The opponent `sql_queries.opponent_at` selects; the study lock keeps the window as counted."""
+        rows = self._db.execute(q.opponent_at, window).all()
         if not rows:
-            raise NotFoundError(f"trial not found for {params}")
+            raise NotFoundError(f"opponent {window['p_offset']} of trial {window['p_initiator']} not found")
         return trial_from_joined_rows(rows, study)
 
     def create_trial(self, study: str, proposal: TrialProposal, worker_id: str, now: datetime) -> Trial:
@@ -461,5 +460,5 @@ def _state(row: AnyRow) -> TrialState:
     return TrialState(
         id=row.id, study=row.name, generation=row.generation, status=TrialStatus(row.status),
         worker_id=row.worker_id, stop_requested=row.stop_requested, status_message=row.status_message,
-        create_time=row.create_time, heartbeat_time=row.heartbeat_time, config=parse_config(row.config_json),
+        create_time=row.create_time, heartbeat_time=row.heartbeat_time, config=config_from_json(row.config_json),
     )  # fmt: skip
