@@ -10,9 +10,6 @@ dataclass fields that deliberately have no proto field are listed in `NOT_ON_THE
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
-
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from pbt_service.api.v1 import study_pb2, trial_pb2
 from pbt_service.core.errors import InvalidArgumentError
@@ -32,7 +29,6 @@ from pbt_service.core.types import (
     TrialStatus,
 )
 from pbt_service.proto_fields import ProtoFields
-from pbt_service.proto_fields import timestamp_to_proto as timestamp_to_proto
 
 _GOALS: dict[int, Goal] = {study_pb2.MAXIMIZE: Goal.MAXIMIZE, study_pb2.MINIMIZE: Goal.MINIMIZE}
 _STATUSES: dict[int, TrialStatus] = {
@@ -61,17 +57,6 @@ WIRE_NAMES: dict[tuple[type, str], str] = {
 
 NOT_ON_THE_WIRE: dict[tuple[type, str], str] = {}
 """Dataclass fields with no proto field, each with the reason. Empty: everything is carried."""
-
-
-# --- timestamps -------------------------------------------------------------------------------
-
-
-def timestamp_from_proto(stamp: Timestamp) -> datetime | None:
-    """None for the empty Timestamp (kept for callers holding a bare Timestamp; messages use
-    presence instead)."""
-    if stamp.seconds == 0 and stamp.nanos == 0:
-        return None
-    return stamp.ToDatetime(tzinfo=timezone.utc)
 
 
 # --- parameters -------------------------------------------------------------------------------
