@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker_client.atomic import write_bytes_atomically
 from worker_client.context import TrialContext
 
 RESERVED = (
@@ -142,10 +143,7 @@ def write_trial_file(ctx: TrialContext) -> Path:
         "steps": ctx.steps,
         "worker_id": ctx.worker_id,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_bytes_atomically(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
 
 
 def env_name(hparam: str) -> str:
