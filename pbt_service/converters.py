@@ -14,6 +14,7 @@ import math
 from pbt_service.api.v1 import study_pb2, trial_pb2
 from pbt_service.core.errors import InvalidArgumentError
 from pbt_service.core.types import (
+    CheckpointState,
     Comparison,
     Condition,
     Goal,
@@ -41,7 +42,16 @@ FIELDS = ProtoFields({
     Goal: _GOALS,
     Comparison: {study_pb2.LEXICOGRAPHIC: Comparison.LEXICOGRAPHIC, study_pb2.PARETO: Comparison.PARETO},
     Scale: {study_pb2.SCALE_LINEAR: Scale.LINEAR, study_pb2.SCALE_LOG: Scale.LOG},
-    StudyState: {study_pb2.STUDY_ACTIVE: StudyState.ACTIVE, study_pb2.STUDY_DONE: StudyState.DONE},
+    StudyState: {
+        study_pb2.STUDY_ACTIVE: StudyState.ACTIVE,
+        study_pb2.STUDY_DONE: StudyState.DONE,
+        study_pb2.STUDY_PAUSED: StudyState.PAUSED,
+    },
+    CheckpointState: {
+        trial_pb2.CHECKPOINT_PRESENT: CheckpointState.PRESENT,
+        trial_pb2.CHECKPOINT_COLLECTING: CheckpointState.COLLECTING,
+        trial_pb2.CHECKPOINT_DELETED: CheckpointState.DELETED,
+    },
     TrialStatus: _STATUSES,
 })
 

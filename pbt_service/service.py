@@ -52,6 +52,42 @@ class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
         studies = self._app.list_studies(timeout_s=_timeout(context))
         return pb.ListStudiesResponse(studies=[converters.study_to_proto(s) for s in studies])
 
+    @rpc_errors
+    def PauseStudy(self, request: pb.PauseStudyRequest, context: grpc.ServicerContext) -> study_pb2.Study:
+        name = validation.study_name(request.name)
+        return converters.study_to_proto(self._app.pause_study(name, timeout_s=_timeout(context)))
+
+    @rpc_errors
+    def ResumeStudy(self, request: pb.ResumeStudyRequest, context: grpc.ServicerContext) -> study_pb2.Study:
+        name = validation.study_name(request.name)
+        return converters.study_to_proto(self._app.resume_study(name, timeout_s=_timeout(context)))
+
+    # --- checkpoints ---
+    @rpc_errors
+    def CollectCheckpoints(
+        self, request: pb.CollectCheckpointsRequest, context: grpc.ServicerContext
+    ) -> pb.CollectCheckpointsResponse:
+        name = validation.study_name(request.study, "study")
+        limit = validation.max_checkpoints(request.max_checkpoints)
+        collection = self._app.collect_checkpoints(
+            name, dry_run=request.dry_run, limit=limit, timeout_s=_timeout(context)
+        )
+        return pb.CollectCheckpointsResponse(
+            checkpoints=[
+                pb.CollectableCheckpoint(path=c.path, trial_id=c.trial_id, step=c.step) for c in collection.checkpoints
+            ],
+            roots=collection.roots, kept=collection.kept, truncated=collection.truncated,
+        )  # fmt: skip
+
+    @rpc_errors
+    def ConfirmCheckpointsDeleted(
+        self, request: pb.ConfirmCheckpointsDeletedRequest, context: grpc.ServicerContext
+    ) -> pb.ConfirmCheckpointsDeletedResponse:
+        name = validation.study_name(request.study, "study")
+        paths = validation.checkpoint_paths(request.paths)
+        confirmed = self._app.confirm_checkpoints_deleted(name, paths, timeout_s=_timeout(context))
+        return pb.ConfirmCheckpointsDeletedResponse(confirmed=confirmed)
+
     # --- workers ---
     @rpc_errors
     def GetNewSuggestion(
@@ -66,6 +102,7 @@ class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
             response.study_done = True
         elif not suggestion.trials:
             response.retry_after_seconds = self._app.settings.retry_after_seconds
+        response.study_paused = suggestion.study_paused
         return response
 
     @rpc_errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from pbt_service.core.errors import InvalidArgumentError
 
@@ -11,6 +12,9 @@ MAX_WORKER_ID = 256
 MAX_COUNT = 100
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
+MAX_CHECKPOINTS = 10_000
+DEFAULT_CHECKPOINTS = 1000
+MAX_PATH = 4096
 
 
 def study_name(value: str, field: str = "name") -> str:
@@ -62,6 +66,22 @@ def page_token(value: str) -> int:
     if not value.isdigit() or len(value) > 18:
         raise InvalidArgumentError(f"page_token: {value!r} is not a token returned by ListTrials")
     return int(value)
+
+
+def max_checkpoints(value: int) -> int:
+    if value < 0 or value > MAX_CHECKPOINTS:
+        raise InvalidArgumentError(f"max_checkpoints: must be between 0 and {MAX_CHECKPOINTS}, got {value}")
+    return value or DEFAULT_CHECKPOINTS
+
+
+def checkpoint_paths(values: Sequence[str], field: str = "paths") -> list[str]:
+    """Paths a collector confirms deleted: bounded in number and length, none empty."""
+    if len(values) > MAX_CHECKPOINTS:
+        raise InvalidArgumentError(f"{field}: at most {MAX_CHECKPOINTS} paths per call, got {len(values)}")
+    for i, value in enumerate(values):
+        if not value or len(value) > MAX_PATH:
+            raise InvalidArgumentError(f"{field}[{i}]: must be a non-empty path of at most {MAX_PATH} characters")
+    return list(values)
 
 
 def generation(value: int, field: str = "generation") -> int:

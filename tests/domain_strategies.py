@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from pbt_service.api.v1 import study_pb2
 from pbt_service.core.types import (
     AlgorithmConfig,
+    CheckpointPolicy,
+    CheckpointState,
     Comparison,
     Condition,
     Goal,
@@ -99,6 +101,9 @@ STUDY_CONFIGS = st.builds(
     objectives=st.lists(st.builds(Objective, metric=TEXT, goal=st.sampled_from(Goal)), max_size=3).map(tuple),
     comparison=st.sampled_from(Comparison),
     algorithm=reflected(AlgorithmConfig, study_pb2.AlgorithmConfig.DESCRIPTOR),
+    checkpoints=st.builds(
+        CheckpointPolicy, roots=st.lists(TEXT, min_size=1, max_size=3).map(tuple), keep_best=INT32
+    ),
 )
 
 STUDY_FIELDS: dict[str, st.SearchStrategy[Any]] = {
@@ -115,6 +120,7 @@ MEASUREMENT_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "checkpoint_path": TEXT,
     "elapsed_seconds": st.floats(0, 1e12),
     "create_time": st.none() | TIMES,
+    "checkpoint_state": st.sampled_from(CheckpointState),
 }
 MEASUREMENTS = st.builds(Measurement, **MEASUREMENT_FIELDS)
 

@@ -110,6 +110,9 @@ def parser(python_job: bool = False) -> argparse.ArgumentParser:
                       "0 in Python mode, which writes atomically)")
     code.add_argument("--keep-checkpoints", type=_count, default=None, metavar="N",
                       help="delete evaluated checkpoints but the newest N (the final one is always kept)")
+    code.add_argument("--collect-checkpoints", action="store_true",
+                      help="after each trial, delete the study's checkpoints that no trial can need any more "
+                      "(only inside the study's checkpoint roots, which it must declare)")
     code.add_argument("--show-output", action="store_true", help="echo the trainer's output to stderr")
     code.add_argument("--grace-seconds", type=float, default=10.0, metavar="SECONDS",
                       help="after SIGTERM, wait this long for the trainer before killing it (default 10)")
@@ -188,7 +191,7 @@ def main(argv: Sequence[str] | None = None, job: PythonJob | None = None) -> int
         worker_name=args.worker_name, max_trials=args.max_trials, max_time_seconds=args.max_time,
         grace_seconds=args.grace_seconds, heartbeat_seconds=args.heartbeat_seconds,
         poll_seconds=args.poll_seconds, settle_seconds=settle, keep_checkpoints=args.keep_checkpoints,
-        checkpoint_pattern=args.checkpoint_regex, quiet=args.quiet,
+        collect_checkpoints=args.collect_checkpoints, checkpoint_pattern=args.checkpoint_regex, quiet=args.quiet,
     )
 
     def components(config: StudyConfig) -> tuple[Trainer, Evaluator]:

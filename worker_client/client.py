@@ -17,6 +17,7 @@ import grpc
 from pbt_service import converters
 from pbt_service.api.v1 import pbt_service_pb2 as pb
 from pbt_service.api.v1 import pbt_service_pb2_grpc
+from pbt_service.core.garbage_collection import CheckpointRef, Collection
 from pbt_service.core.types import Measurement, Study, StudyConfig, Trial, TrialStatus
 from worker_client.settings import ClientSettings
 
@@ -57,6 +58,7 @@ class Suggestion:
     trials: tuple[Trial, ...]
     retry_after_seconds: float
     study_done: bool
+    study_paused: bool = False
 
 
 class PbtClient:
@@ -157,6 +159,30 @@ class PbtClient:
         reply = self._call(self._stub.ListStudies, pb.ListStudiesRequest())
         return [converters.study_from_proto(s) for s in reply.studies]
 
+    def pause_study(self, name: str) -> Study:
+        """No new trials until `resume_study`; active ones may finish. FAILED_PRECONDITION when done."""
+        return converters.study_from_proto(self._call(self._stub.PauseStudy, pb.PauseStudyRequest(name=name)))
+
+    def resume_study(self, name: str) -> Study:
+        return converters.study_from_proto(self._call(self._stub.ResumeStudy, pb.ResumeStudyRequest(name=name)))
+
+    # --- checkpoint collection ---
+
+    def collect_checkpoints(self, study: str, *, dry_run: bool = False, max_checkpoints: int = 0) -> Collection:
+        """The checkpoints the service decided (now or before) that no trial can need; with
+        `dry_run` the service decides and records nothing. Delete them, then confirm."""
+        request = pb.CollectCheckpointsRequest(study=study, dry_run=dry_run, max_checkpoints=max_checkpoints)
+        reply = self._call(self._stub.CollectCheckpoints, request)
+        return Collection(
+            checkpoints=tuple(CheckpointRef(c.path, c.trial_id, c.step) for c in reply.checkpoints),
+            roots=tuple(reply.roots), kept=reply.kept, truncated=reply.truncated,
+        )  # fmt: skip
+
+    def confirm_checkpoints_deleted(self, study: str, paths: Sequence[str]) -> int:
+        """Records that these collected checkpoints are gone; returns how many changed state."""
+        request = pb.ConfirmCheckpointsDeletedRequest(study=study, paths=list(paths))
+        return int(self._call(self._stub.ConfirmCheckpointsDeleted, request).confirmed)
+
     # --- the worker's calls ---
 
     def get_new_suggestion(self, study: str, worker_id: str, count: int = 1) -> Suggestion:
@@ -166,6 +192,7 @@ class PbtClient:
             trials=tuple(converters.trial_from_proto(t) for t in reply.trials),
             retry_after_seconds=reply.retry_after_seconds,
             study_done=reply.study_done,
+            study_paused=reply.study_paused,
         )
 
     def report_measurement(self, trial_id: int, worker_id: str, measurement: Measurement) -> bool:

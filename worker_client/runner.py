@@ -20,6 +20,7 @@ import grpc
 from pbt_service.core.types import StudyConfig
 from worker_client.client import PbtClient
 from worker_client.context import CHECKPOINT_PATTERN, Evaluator, Trainer
+from worker_client.garbage_collection import roots_problem
 from worker_client.identity import IdentityInUse, WorkerIdentity
 from worker_client.pool import Member, WorkerPool
 from worker_client.progress import ProgressPrinter
@@ -49,6 +50,7 @@ class WorkerSettings:
     poll_seconds: float = 0.05
     settle_seconds: float = 0.0
     keep_checkpoints: int | None = None
+    collect_checkpoints: bool = False
     checkpoint_pattern: re.Pattern[str] = CHECKPOINT_PATTERN
     quiet: bool = False
 
@@ -96,6 +98,7 @@ def run(settings: WorkerSettings, components: Components, study_config: StudyCon
             grace_seconds=settings.grace_seconds, heartbeat_seconds=settings.heartbeat_seconds,
             poll_seconds=settings.poll_seconds, settle_seconds=settings.settle_seconds,
             keep_checkpoints=settings.keep_checkpoints, checkpoint_pattern=settings.checkpoint_pattern,
+            collect_checkpoints=settings.collect_checkpoints,
             progress=None if settings.quiet else ProgressPrinter(),
         )
         result = pool.run(max_trials=settings.max_trials, max_seconds=settings.max_time_seconds,
@@ -124,6 +127,11 @@ def _prepare(
             if error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED):
                 raise UsageError(f"the service refused: {error.details()}") from None
             raise
+    problem = roots_problem(
+        settings.workdir, settings.study, study.config.checkpoints.roots, collect=settings.collect_checkpoints
+    )
+    if problem:
+        raise UsageError(problem)
     try:
         return components(study.config)
     except ValueError as error:

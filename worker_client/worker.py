@@ -32,6 +32,7 @@ from pbt_service.core.types import Measurement, StudyConfig, Trial, TrialStatus
 from worker_client.client import PbtClient
 from worker_client.context import CHECKPOINT_PATTERN, Evaluator, Trainer, TrialContext, TrialFailure
 from worker_client.evaluation import ContinuousEvaluation, Heartbeat
+from worker_client.garbage_collection import DELETED, NoRootsError, collect_garbage, roots_problem
 from worker_client.progress import ProgressPrinter
 from worker_client.results import format_value
 
@@ -76,7 +77,10 @@ class Worker:
         progress: ProgressPrinter | None = None,
         on_measurement: Callable[[Trial, Measurement], None] | None = None,
         on_trial_end: Callable[[Trial], None] | None = None,
+        collect_checkpoints: bool = False,
     ) -> None:
+        """`collect_checkpoints`: after each trial, delete the study's checkpoints that no trial
+        can need any more (the study must declare checkpoint roots; see `garbage_collection`)."""
         self.client = client
         self.study = study
         self.trainer = trainer
@@ -90,6 +94,7 @@ class Worker:
         self.keep_checkpoints = keep_checkpoints
         self.checkpoint_pattern = checkpoint_pattern
         self.progress = progress
+        self.collect_checkpoints = collect_checkpoints
         self.counts: Counter[TrialStatus] = Counter()
         self._on_measurement = on_measurement
         self._on_trial_end = on_trial_end
@@ -137,7 +142,8 @@ class Worker:
             timer = threading.Timer(max_seconds, self.shutdown, kwargs={"reason": reason})
             timer.daemon = True
             timer.start()
-        done = 0
+        done, paused = 0, False
+        self._check_roots()
         try:
             while not self._shutdown.is_set():
                 if max_trials is not None and done >= max_trials:
@@ -147,6 +153,9 @@ class Worker:
                 if suggestion.study_done:
                     log.info("[%s] study %s is done", self.name, self.study)
                     break
+                if suggestion.study_paused != paused:
+                    paused = suggestion.study_paused
+                    log.info("[%s] study %s is %s", self.name, self.study, "paused: waiting" if paused else "resumed")
                 if not suggestion.trials:
                     self._shutdown.wait(max(suggestion.retry_after_seconds, 0.01))
                     continue
@@ -156,12 +165,32 @@ class Worker:
                         continue
                     self.run_trial(trial)
                     done += 1
+                    self._collect()
         finally:
             if timer is not None:
                 timer.cancel()
         if self._shutdown.is_set():
             log.info("[%s] stopped: %s", self.name, self._stop_reason)
         return done
+
+    def _check_roots(self) -> None:
+        """Fails fast, before any trial (see `garbage_collection.roots_problem`)."""
+        roots = self._config_once().checkpoints.roots
+        problem = roots_problem(self.workdir, self.study, roots, collect=self.collect_checkpoints)
+        if problem:
+            raise NoRootsError(problem)
+
+    def _collect(self) -> None:
+        """Opt-in collection after a trial; a failure is logged and training goes on."""
+        if not self.collect_checkpoints:
+            return
+        try:
+            report = collect_garbage(self.client, self.study)
+        except (grpc.RpcError, OSError) as error:
+            log.warning("[%s] checkpoint collection failed: %s", self.name, error)
+            return
+        if report.rows:
+            log.info("[%s] collected %d checkpoints (%d bytes)", self.name, report.count(DELETED), report.bytes_freed)
 
     def trial_dir(self, trial: Trial) -> Path:
         return self.workdir / self.study / f"trial-{trial.id:07d}"

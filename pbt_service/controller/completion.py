@@ -11,6 +11,7 @@ from datetime import datetime
 
 from pbt_service.controller import leases
 from pbt_service.controller.validation import objective_metrics, same_metrics
+from pbt_service.core.checkpoint_paths import require_under_roots
 from pbt_service.core.errors import FailedPreconditionError
 from pbt_service.core.types import Measurement, Trial, TrialStatus
 from pbt_service.store.base import Transaction
@@ -42,6 +43,8 @@ def complete(
         return tx.finish_trial(trial_id, TrialStatus.FAILED, None, failure_reason, now)
     if final is not None:
         objective_metrics(state.config, final, "final_measurement")
+        roots = state.config.checkpoints.roots
+        require_under_roots(final.checkpoint_path, roots, "final_measurement.checkpoint_path")
     message = "stopped early" if state.stop_requested else ""
     try:
         return tx.finish_trial(trial_id, TrialStatus.COMPLETED, final, message, now)

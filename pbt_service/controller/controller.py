@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TypeVar
 
-from pbt_service.controller import completion, early_stopping, leases, queries, reports, studies
+from pbt_service.controller import checkpoints, completion, early_stopping, leases, queries, reports, studies
 from pbt_service.controller.queries import TrialPage
 from pbt_service.controller.settings import ServiceSettings
 from pbt_service.controller.suggest import Suggestion, suggest
+from pbt_service.core.garbage_collection import Collection
 from pbt_service.core.types import Measurement, Study, StudyConfig, Trial, TrialStatus
 from pbt_service.store.base import Storage, Transaction
 
@@ -68,6 +69,21 @@ class Controller:
 
     def list_studies(self, *, timeout_s: float | None = None) -> list[Study]:
         return self._run(studies.list_studies, timeout_s)
+
+    def pause_study(self, name: str, *, timeout_s: float | None = None) -> Study:
+        return self._run(lambda tx: studies.set_paused(tx, name, True), timeout_s)
+
+    def resume_study(self, name: str, *, timeout_s: float | None = None) -> Study:
+        return self._run(lambda tx: studies.set_paused(tx, name, False), timeout_s)
+
+    # --- checkpoints ---
+    def collect_checkpoints(
+        self, study: str, *, dry_run: bool = False, limit: int = 1000, timeout_s: float | None = None
+    ) -> Collection:
+        return self._run(lambda tx: checkpoints.collect(tx, study, dry_run=dry_run, limit=limit), timeout_s)
+
+    def confirm_checkpoints_deleted(self, study: str, paths: Sequence[str], *, timeout_s: float | None = None) -> int:
+        return self._run(lambda tx: checkpoints.confirm_deleted(tx, study, list(paths)), timeout_s)
 
     # --- workers ---
     def suggest(self, study: str, worker: str, count: int = 1, *, timeout_s: float | None = None) -> Suggestion:

@@ -12,6 +12,7 @@ from datetime import datetime
 from pbt_service.controller import leases
 from pbt_service.controller.validation import objective_metrics
 from pbt_service.core import early_stopping
+from pbt_service.core.checkpoint_paths import require_under_roots
 from pbt_service.core.types import Measurement, StudyConfig
 from pbt_service.store.base import Transaction
 
@@ -31,6 +32,7 @@ def report(
     trial = leases.renew(tx, trial_id, worker, now, lease_seconds, new_step=measurement.step)
     config = trial.config
     objective_metrics(config, measurement, "measurement")
+    require_under_roots(measurement.checkpoint_path, config.checkpoints.roots, "measurement.checkpoint_path")
     if not tx.add_measurement(trial_id, measurement, now) or trial.stop_requested:
         return trial.stop_requested
     if not config.algorithm.median_stopping.enabled:

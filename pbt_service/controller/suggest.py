@@ -20,10 +20,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Suggestion:
-    """`trials` for the worker; empty with `study_done` False means: ask again later."""
+    """`trials` for the worker; empty with `study_done` False means: ask again later
+    (`study_paused` says why, when the study is paused)."""
 
     trials: tuple[Trial, ...]
     study_done: bool = False
+    study_paused: bool = False
 
 
 def suggest(
@@ -38,6 +40,8 @@ def suggest(
     if head.has_lapsed:
         leases.expire(tx, study_name, now, lease_seconds, lock=False)
     trials = tx.active_trials(study_name, worker) if head.holds_trials else []
+    if study.state is StudyState.PAUSED:  # a paused study hands out only what the worker holds
+        return Suggestion(tuple(trials), study_paused=True)
     number = study.trial_count
     while len(trials) < count:
         proposal = _propose(tx, study, number + 1)

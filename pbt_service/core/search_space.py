@@ -32,6 +32,10 @@ _DOMAIN_FIELD = {
 }
 
 
+MAX_KEEP_BEST = 10_000
+"""Best trials whose final checkpoints the collector keeps, at most."""
+
+
 def validate_config(config: StudyConfig) -> None:
     """Reject a study config the engine cannot run.
 
@@ -47,6 +51,10 @@ def validate_config(config: StudyConfig) -> None:
     _validate_parameters(config.parameters)
     _validate_objectives(config.objectives)
     _validate_algorithm(config.algorithm)
+    if not 0 <= config.checkpoints.keep_best <= MAX_KEEP_BEST:
+        raise InvalidArgumentError(
+            f"config.checkpoints.keep_best: must be between 0 and {MAX_KEEP_BEST}, got {config.checkpoints.keep_best}"
+        )
 
 
 def topological_order(parameters: Sequence[ParameterSpec]) -> tuple[ParameterSpec, ...]:

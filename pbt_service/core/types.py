@@ -89,17 +89,31 @@ class AlgorithmConfig:
     median_stopping: MedianStopping = field(default_factory=MedianStopping)
 
 
+DEFAULT_KEEP_BEST = 3
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """Where checkpoints may live (`roots`, normalised; empty: anywhere) and how many of the best
+    completed trials' final checkpoints the collector keeps for serving."""
+
+    roots: tuple[str, ...] = ()
+    keep_best: int = DEFAULT_KEEP_BEST
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     parameters: tuple[ParameterSpec, ...]
     objectives: tuple[Objective, ...]
     comparison: Comparison = Comparison.LEXICOGRAPHIC
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    checkpoints: CheckpointPolicy = field(default_factory=CheckpointPolicy)
 
 
 class StudyState(enum.Enum):
     ACTIVE = "active"
     DONE = "done"
+    PAUSED = "paused"
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,14 @@ class TrialStatus(enum.Enum):
     FAILED = "failed"
 
 
+class CheckpointState(enum.Enum):
+    """A measurement's checkpoint: on disk, decided for deletion (never handed out again), deleted."""
+
+    PRESENT = "present"
+    COLLECTING = "collecting"
+    DELETED = "deleted"
+
+
 @dataclass(frozen=True)
 class Measurement:
     step: int
@@ -125,6 +147,7 @@ class Measurement:
     checkpoint_path: str = ""
     elapsed_seconds: float = 0.0
     create_time: datetime | None = None
+    checkpoint_state: CheckpointState = CheckpointState.PRESENT
 
     def is_finite(self, metrics: tuple[str, ...]) -> bool:
         """False when any of `metrics` diverged (NaN or infinite) or is missing."""

@@ -68,6 +68,16 @@ class SuggestionHead:
     holds_trials: bool
 
 
+@dataclass(frozen=True)
+class CollectionView:
+    """What the checkpoint collector decides on (see `garbage_collection.decide`): the trials with
+    a checkpoint not deleted, the ACTIVE ones and the COMPLETED ones that may still initiate, with
+    all their measurements; and how many trials generation 0 holds (ACTIVE + COMPLETED)."""
+
+    trials: list[Trial]
+    live_in_generation_zero: int
+
+
 class Transaction(abc.ABC):
     """One database transaction. Raises `NotFoundError`/`AlreadyExistsError` as documented."""
 
@@ -119,6 +129,21 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def completed_trials(self, study: str, min_generation: int, max_generation: int) -> list[Trial]:
         """COMPLETED trials with generation in [min_generation, max_generation], with measurements."""
+
+    # --- checkpoint collection (call with the study locked) ---
+    @abc.abstractmethod
+    def collection_view(self, study: str) -> CollectionView:
+        """Raises NotFoundError for an unknown study."""
+
+    @abc.abstractmethod
+    def mark_checkpoints_collecting(self, measurements: Sequence[tuple[int, int]]) -> int:
+        """Marks the (trial id, step) measurements whose checkpoint is PRESENT as COLLECTING;
+        returns how many changed."""
+
+    @abc.abstractmethod
+    def mark_checkpoints_deleted(self, study: str, paths: Sequence[str]) -> int:
+        """Marks the study's COLLECTING measurements at these paths as DELETED; returns how many
+        changed (0 for a repeat)."""
 
     # --- trials ---
     @abc.abstractmethod

@@ -92,7 +92,8 @@ class Base(DeclarativeBase):
 
 class StudyRow(Base):
     """A study. `trial_count` numbers its trials and `stopped_count` counts its STOPPED ones, both
-    kept under the study's row lock, so the budget check never counts the history."""
+    kept under the study's row lock, so the budget check never counts the history. `paused` is a
+    user's flag beside the lifecycle `state`: a paused study that is resumed is as it was."""
 
     __tablename__ = "studies"
 
@@ -102,6 +103,7 @@ class StudyRow(Base):
     state: Mapped[str] = mapped_column(String(STATUS_LENGTH), nullable=False)
     trial_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     stopped_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    paused: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     create_time: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
     __table_args__ = (CheckConstraint("state IN ('active', 'done')", name="state"),)
@@ -167,6 +169,9 @@ class TrialParamRow(Base):
 
 
 class MeasurementRow(Base):
+    """One evaluated checkpoint. `checkpoint_state` records the garbage collector's decisions
+    (present, collecting: decided and maybe half deleted, deleted)."""
+
     __tablename__ = "measurements"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -175,8 +180,14 @@ class MeasurementRow(Base):
     checkpoint_path: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
     elapsed_seconds: Mapped[float] = mapped_column(Double, nullable=False, server_default=text("0"))
     create_time: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    checkpoint_state: Mapped[str] = mapped_column(
+        String(STATUS_LENGTH), nullable=False, server_default=text("'present'")
+    )
 
-    __table_args__ = (UniqueConstraint("trial_id", "step"),)
+    __table_args__ = (
+        UniqueConstraint("trial_id", "step"),
+        CheckConstraint("checkpoint_state IN ('present', 'collecting', 'deleted')", name="checkpoint_state"),
+    )
 
 
 class MeasurementMetricRow(Base):

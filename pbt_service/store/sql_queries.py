@@ -17,17 +17,20 @@ from sqlalchemy import (
     String,
     Table,
     Update,
+    and_,
     bindparam,
     exists,
     func,
     insert,
+    or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from pbt_service.core.types import TrialStatus
+from pbt_service.core.types import CheckpointState, TrialStatus
 from pbt_service.store.sql_rows import MEASUREMENTS, METRICS, PARAMS, STUDIES, TRIALS
 
 ACTIVE = TrialStatus.ACTIVE.value
@@ -120,6 +123,7 @@ def _final_and_params(trial: Any, final: Any, metric: Any, param: Any) -> tuple[
         final.c.checkpoint_path.label("m_checkpoint_path"),
         final.c.elapsed_seconds.label("m_elapsed_seconds"),
         final.c.create_time.label("m_create_time"),
+        final.c.checkpoint_state.label("m_checkpoint_state"),
         metric.c.name.label("m_name"),
         metric.c.value.label("m_value"),
         param.c.trial_id,
@@ -381,3 +385,56 @@ create_trial_postgresql = text(
 the initiator (no trial row when either fails, so the caller can say which), inserts the trial and
 its params and claims the initiator. Data-modifying CTEs are PostgreSQL's; SQLite takes the
 statements one by one."""
+
+
+# --- checkpoint collection (not a hot path: a collection reads what still has checkpoints) ----
+
+_child = TRIALS.alias("child")
+PRESENT, COLLECTING, DELETED = (s.value for s in CheckpointState)
+
+collection_candidates = (
+    select(TRIALS)
+    .where(
+        TRIALS.c.study_id == bindparam("p_study"),
+        or_(
+            TRIALS.c.status == ACTIVE,
+            exists().where(
+                MEASUREMENTS.c.trial_id == TRIALS.c.id,
+                MEASUREMENTS.c.checkpoint_path != "",
+                MEASUREMENTS.c.checkpoint_state != DELETED,
+            ),
+            and_(
+                TRIALS.c.status == COMPLETED,
+                or_(
+                    TRIALS.c.initiated_trial_id.is_(None),
+                    exists().where(_child.c.id == TRIALS.c.initiated_trial_id, _child.c.status == ACTIVE),
+                ),
+            ),
+        ),
+    )
+    .order_by(TRIALS.c.number)
+)
+"""What `garbage_collection.decide` needs: trials with a checkpoint not deleted, ACTIVE trials, and
+COMPLETED trials that may still initiate."""
+
+live_in_generation_zero = select(_live_in(0))
+
+mark_collecting = (
+    update(MEASUREMENTS)
+    .where(
+        tuple_(MEASUREMENTS.c.trial_id, MEASUREMENTS.c.step).in_(bindparam("p_measurements", expanding=True)),
+        MEASUREMENTS.c.checkpoint_state == PRESENT,
+    )
+    .values(checkpoint_state=COLLECTING)
+)
+"""Marks PRESENT checkpoints of the given (trial id, step) pairs as COLLECTING."""
+
+mark_deleted = (
+    update(MEASUREMENTS)
+    .where(
+        MEASUREMENTS.c.trial_id.in_(select(TRIALS.c.id).where(TRIALS.c.study_id == bindparam("p_study"))),
+        MEASUREMENTS.c.checkpoint_path.in_(bindparam("p_paths", expanding=True)),
+        MEASUREMENTS.c.checkpoint_state == COLLECTING,
+    )
+    .values(checkpoint_state=DELETED)
+)

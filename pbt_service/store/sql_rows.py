@@ -15,6 +15,7 @@ from typing import Any, TypeAlias, Unpack
 from sqlalchemy import Connection, Row, Table, bindparam, select
 
 from pbt_service.core.types import (
+    CheckpointState,
     Measurement,
     ParamValue,
     Study,
@@ -58,6 +59,7 @@ _MEASUREMENTS_WITH_METRICS = select(
     MEASUREMENTS.c.checkpoint_path,
     MEASUREMENTS.c.elapsed_seconds,
     MEASUREMENTS.c.create_time,
+    MEASUREMENTS.c.checkpoint_state,
     METRICS.c.name,
     METRICS.c.value,
 ).select_from(MEASUREMENTS.outerjoin(METRICS, METRICS.c.measurement_id == MEASUREMENTS.c.id))
@@ -80,10 +82,12 @@ def utc(value: datetime) -> datetime:
 
 
 def study_from_row(row: AnyRow) -> Study:
+    """A paused study that is not done reads as PAUSED (`paused` is a flag beside `state`)."""
+    state = StudyState(row.state)
     return Study(
         name=row.name,
         config=config_from_json(row.config_json),
-        state=StudyState(row.state),
+        state=StudyState.PAUSED if row.paused and state is StudyState.ACTIVE else state,
         trial_count=row.trial_count,
         create_time=row.create_time,
     )
@@ -169,7 +173,10 @@ def trial_from_joined_rows(rows: Sequence[AnyRow], study: str) -> Trial:
     final = (
         None
         if row.m_step is None
-        else Measurement(row.m_step, metrics, row.m_checkpoint_path, row.m_elapsed_seconds, row.m_create_time)
+        else Measurement(
+            row.m_step, metrics, row.m_checkpoint_path, row.m_elapsed_seconds, row.m_create_time,
+            CheckpointState(row.m_checkpoint_state),
+        )
     )
     return _trial(row, study, params, (), final)
 
@@ -189,6 +196,7 @@ def _measurement(row: AnyRow, metrics: dict[str, float]) -> Measurement:
         checkpoint_path=row.checkpoint_path,
         elapsed_seconds=row.elapsed_seconds,
         create_time=row.create_time,
+        checkpoint_state=CheckpointState(row.checkpoint_state),
     )
 
 

@@ -26,11 +26,12 @@ from pbt_service.core.types import (
     TrialStatus,
 )
 from pbt_service.store import sql_queries as q
-from pbt_service.store.base import LEASE_EXPIRED, SuggestionHead, Transaction, TrialState
+from pbt_service.store.base import LEASE_EXPIRED, CollectionView, SuggestionHead, Transaction, TrialState
 from pbt_service.store.config_json import config_from_json, config_to_json
 from pbt_service.store.errors import AlreadyExistsError, NotFoundError, TrialStateError
 from pbt_service.store.sql_queries import ACTIVE, COMPLETED
 from pbt_service.store.sql_rows import (
+    CHUNK,
     MEASUREMENTS,
     METRICS,
     PARAMS,
@@ -95,8 +96,12 @@ class SqlTransaction(Transaction):
         return [study_from_row(row) for row in self._db.execute(select(STUDIES).order_by(STUDIES.c.name))]
 
     def set_study_state(self, name: str, state: StudyState) -> None:
+        """PAUSED sets the `paused` flag and leaves the lifecycle state; the others clear it."""
+        change: dict[str, object] = {"paused": state is StudyState.PAUSED}
+        if state is not StudyState.PAUSED:
+            change["state"] = state.value
         updated = self._db.scalar(
-            update(STUDIES).where(STUDIES.c.name == name).values(state=state.value).returning(STUDIES.c.id)
+            update(STUDIES).where(STUDIES.c.name == name).values(change).returning(STUDIES.c.id)
         )
         if updated is None:
             raise NotFoundError(f"study {name!r} not found")
@@ -336,6 +341,30 @@ class SqlTransaction(Transaction):
             query = query.where(TRIALS.c.generation == generation)
         rows = self._db.execute(query.order_by(TRIALS.c.number).limit(limit)).all()
         return load_trials(self._db, rows, study, full=with_measurements)
+
+    # --- checkpoint collection ---
+    def collection_view(self, study: str) -> CollectionView:
+        """Reads the study's history once (a trial whose checkpoints are all deleted is skipped by
+        an index probe); a collection runs now and then, not on the hot path."""
+        params = {"p_study": self._study_id(study)}
+        rows = self._db.execute(q.collection_candidates, params).all()
+        live_zero = self._db.scalar(q.live_in_generation_zero, params) or 0
+        return CollectionView(load_trials(self._db, rows, study, full=True), int(live_zero))
+
+    def mark_checkpoints_collecting(self, measurements: Sequence[tuple[int, int]]) -> int:
+        pairs, changed = sorted(set(measurements)), 0
+        for start in range(0, len(pairs), CHUNK):
+            result = self._db.execute(q.mark_collecting, {"p_measurements": pairs[start : start + CHUNK]})
+            changed += int(result.rowcount)
+        return changed
+
+    def mark_checkpoints_deleted(self, study: str, paths: Sequence[str]) -> int:
+        study_id, changed = self._study_id(study), 0
+        unique = sorted(set(paths))
+        for start in range(0, len(unique), CHUNK):
+            result = self._db.execute(q.mark_deleted, {"p_study": study_id, "p_paths": unique[start : start + CHUNK]})
+            changed += int(result.rowcount)
+        return changed
 
     # --- helpers ---
     def _study_id(self, name: str) -> int:

@@ -273,8 +273,9 @@ def test_0003_rewrites_old_configs_and_drops_the_dead_columns(file_url: str) -> 
         assert not {"population_size", "seed"} & {c["name"] for c in inspect(engine).get_columns("studies")}
         with engine.connect() as connection:
             rows = connection.execute(text("SELECT name, config_json FROM studies")).all()
-        stored = {row.name: row.config_json for row in rows}
-        assert stored == {name: config_to_json(config) for name, config in EXPECTED.items()}
+        stored = {row.name: json.loads(row.config_json) for row in rows}
+        # 0003 wrote the JSON of its day; `checkpoints` came later and reads back as its defaults.
+        assert stored == {name: _without_checkpoints(config_to_json(config)) for name, config in EXPECTED.items()}
         storage = SqlStorage(engine)
         assert _configs(storage) == EXPECTED
         with engine.begin() as connection:
@@ -290,6 +291,12 @@ def test_0003_rewrites_old_configs_and_drops_the_dead_columns(file_url: str) -> 
         assert _configs(storage) == EXPECTED
     finally:
         engine.dispose()
+
+
+def _without_checkpoints(config_json: str) -> dict[str, object]:
+    document: dict[str, object] = json.loads(config_json)
+    document.pop("checkpoints", None)
+    return document
 
 
 def _configs(storage: SqlStorage) -> dict[str, StudyConfig]:

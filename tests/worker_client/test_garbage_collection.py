@@ -1,31 +1,110 @@
-"""Garbage collection deletes evaluated intermediate checkpoints and keeps every final one."""
+"""The collector end to end: a real service on SQLite, real checkpoint files, real deletions.
+
+Deletion is confined to the checkpoint roots; what the service decided is deleted once and
+confirmed; a second run deletes nothing; a study without roots is collected only with --root.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
-from pbt_service.core.types import TrialStatus
+import grpc
+import pytest
+
+from pbt_service.core.types import CheckpointPolicy, CheckpointState, StudyConfig, TrialStatus
 from pbt_service.local import LocalService
 from tests.service.conftest import simple_config
 from tests.worker_client.test_worker_end_to_end import evaluate, train
-from worker_client import PbtClient, Worker
-from worker_client.garbage_collection import collect_garbage
+from worker_client import Measurement, PbtClient, Worker
+from worker_client.garbage_collection import DELETED, REFUSED, NoRootsError, collect_garbage
 from worker_client.results_cli import main as results_main
 
 
-def test_gc_keeps_finals_and_deletes_the_rest(tmp_path: Path) -> None:
-    with LocalService(f"sqlite:///{tmp_path / 'gc.db'}") as service, PbtClient(service.address) as client:
-        client.create_study("gc", simple_config(population=2, max_generations=3))
-        Worker(client, "gc", train, evaluate, worker_id="w", workdir=tmp_path / "runs").run()
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[LocalService]:
+    with LocalService(f"sqlite:///{tmp_path / 'gc.db'}") as running:
+        yield running
+
+
+def with_roots(config: StudyConfig, *roots: Path, keep_best: int = 0) -> StudyConfig:
+    return dataclasses.replace(config, checkpoints=CheckpointPolicy(tuple(str(r) for r in roots), keep_best))
+
+
+def test_a_finished_study_keeps_only_its_best_finals(service: LocalService, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    with PbtClient(service.address) as client:
+        client.create_study("gc", with_roots(simple_config(population=2, max_generations=3), runs, keep_best=1))
+        Worker(client, "gc", train, evaluate, worker_id="w", workdir=runs).run()
         trials = client.list_trials("gc")
+        everything = {m.checkpoint_path for t in trials for m in t.measurements}
+        assert all(Path(p).exists() for p in everything) and len(everything) == 12
         assert results_main(["--service", service.address, "gc", "gc", "--dry-run"]) == 0
-        assert all(Path(m.checkpoint_path).exists() for t in trials for m in t.measurements)
+        assert all(Path(p).exists() for p in everything)  # a dry run deletes and decides nothing
+        assert client.collect_checkpoints("gc", dry_run=True).checkpoints
         report = collect_garbage(client, "gc")
         again = collect_garbage(client, "gc")
-    finals = {t.final_measurement.checkpoint_path for t in trials if t.final_measurement}
-    everything = {m.checkpoint_path for t in trials for m in t.measurements}
-    assert all(t.status is TrialStatus.COMPLETED for t in trials) and len(finals) == 6
-    assert set(report.deleted) == everything - finals and len(report.deleted) == 6
-    assert all(Path(p).exists() for p in finals)
-    assert not any(Path(p).exists() for p in report.deleted)
-    assert again.deleted == () and again.missing == 6  # a second pass finds them gone
+        after = client.list_trials("gc")
+    (best,) = [
+        t for t in after if t.final_measurement and t.final_measurement.checkpoint_state is CheckpointState.PRESENT
+    ]
+    assert all(t.status is TrialStatus.COMPLETED for t in trials)
+    assert best.final_measurement is not None
+    assert best.final_measurement.metrics["score"] == max(
+        t.final_measurement.metrics["score"] for t in trials if t.final_measurement
+    )
+    deleted = {r.path for r in report.rows if r.action == DELETED}
+    assert deleted == everything - {best.final_measurement.checkpoint_path} and report.count(REFUSED) == 0
+    assert report.bytes_freed > 0
+    assert not any(Path(p).exists() for p in deleted) and Path(best.final_measurement.checkpoint_path).exists()
+    assert again.rows == ()  # a second run right after deletes nothing
+    states = {m.checkpoint_path: m.checkpoint_state for t in after for m in t.measurements}
+    assert {p for p, s in states.items() if s is CheckpointState.DELETED} == deleted
+
+
+def test_a_path_outside_the_roots_is_refused_at_report_time(service: LocalService, tmp_path: Path) -> None:
+    runs, outside = tmp_path / "runs", tmp_path / "precious"
+    outside.mkdir()
+    (outside / "data.txt").write_text("keep me")
+    with PbtClient(service.address) as client:
+        client.create_study("roots", with_roots(simple_config(population=2), runs))
+        (trial,) = client.get_new_suggestion("roots", "w").trials
+        for bad in (str(outside), f"{runs}/../precious", "precious"):
+            with pytest.raises(grpc.RpcError) as refused:
+                client.report_measurement(trial.id, "w", Measurement(1, {"score": 1.0}, bad))
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "measurement.checkpoint_path" in (refused.value.details() or "")
+        assert client.get_trial(trial.id).measurements == ()
+    assert (outside / "data.txt").read_text() == "keep me"
+
+
+def test_a_study_without_roots_is_collected_only_with_an_explicit_root(
+    service: LocalService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs, outside = tmp_path / "runs", tmp_path / "home" / "someone"
+    outside.mkdir(parents=True)
+    (outside / "thesis.tex").write_text("years of work")
+    with PbtClient(service.address) as client:
+        client.create_study("open", simple_config(population=2, max_trials=2))
+        # A hostile or buggy worker reports a directory outside where checkpoints live.
+        for worker in ("a", "b"):
+            (trial,) = client.get_new_suggestion("open", worker).trials
+            ckpt = runs / f"t{trial.id}"
+            ckpt.mkdir(parents=True)
+            client.report_measurement(trial.id, worker, Measurement(1, {"score": 1.0}, str(outside)))
+            client.report_measurement(trial.id, worker, Measurement(2, {"score": 2.0}, str(ckpt)))
+            client.complete_trial(trial.id, worker)
+        assert client.get_new_suggestion("open", "a").study_done
+        with pytest.raises(NoRootsError, match="--root"):
+            collect_garbage(client, "open")
+        assert results_main(["--service", service.address, "gc", "open"]) == 2
+        assert "--root" in capsys.readouterr().err
+        assert client.collect_checkpoints("open", dry_run=True).checkpoints  # nothing was decided
+        assert results_main(["--service", service.address, "gc", "open", "--root", str(runs)]) == 0
+        out = capsys.readouterr().out
+        report = collect_garbage(client, "open", roots=[str(runs)])
+    assert "refused" in out and str(outside) in out
+    assert (outside / "thesis.tex").read_text() == "years of work"  # outside the root: survives
+    assert [r.action for r in report.rows] == [REFUSED]  # refused again on every run
+    assert len(list(runs.iterdir())) == 2  # the finals are among the best 3 the study keeps by default

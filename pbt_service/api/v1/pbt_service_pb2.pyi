@@ -21,6 +21,185 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class PauseStudyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Study name."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseStudyRequest: _TypeAlias = PauseStudyRequest  # noqa: Y015
+
+@_typing.final
+class ResumeStudyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Study name."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeStudyRequest: _TypeAlias = ResumeStudyRequest  # noqa: Y015
+
+@_typing.final
+class CollectCheckpointsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDY_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    MAX_CHECKPOINTS_FIELD_NUMBER: _builtins.int
+    study: _builtins.str
+    """Study name."""
+    dry_run: _builtins.bool
+    """Decide nothing and record nothing: return what a collection would delete now."""
+    max_checkpoints: _builtins.int
+    """At most this many checkpoints in the reply (default 1000, at most 10000); ask again for more."""
+    def __init__(
+        self,
+        *,
+        study: _builtins.str = ...,
+        dry_run: _builtins.bool = ...,
+        max_checkpoints: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "max_checkpoints", b"max_checkpoints", "study", b"study"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CollectCheckpointsRequest: _TypeAlias = CollectCheckpointsRequest  # noqa: Y015
+
+@_typing.final
+class CollectableCheckpoint(_message.Message):
+    """A checkpoint the collector may delete."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    TRIAL_ID_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """The path as reported."""
+    trial_id: _builtins.int
+    """The trial and step of a measurement that reported it."""
+    step: _builtins.int
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        trial_id: _builtins.int = ...,
+        step: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "step", b"step", "trial_id", b"trial_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CollectableCheckpoint: _TypeAlias = CollectableCheckpoint  # noqa: Y015
+
+@_typing.final
+class CollectCheckpointsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINTS_FIELD_NUMBER: _builtins.int
+    ROOTS_FIELD_NUMBER: _builtins.int
+    KEPT_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    kept: _builtins.int
+    """Checkpoints kept because a trial can still need them or they are among the best."""
+    truncated: _builtins.bool
+    """More decided checkpoints remain than the reply holds."""
+    @_builtins.property
+    def checkpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___CollectableCheckpoint]:
+        """Checkpoints to delete (decided now or earlier and not yet confirmed deleted), by trial."""
+
+    @_builtins.property
+    def roots(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The study's checkpoint roots: delete nothing outside them."""
+
+    def __init__(
+        self,
+        *,
+        checkpoints: _abc.Iterable[Global___CollectableCheckpoint] | None = ...,
+        roots: _abc.Iterable[_builtins.str] | None = ...,
+        kept: _builtins.int = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoints", b"checkpoints", "kept", b"kept", "roots", b"roots", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CollectCheckpointsResponse: _TypeAlias = CollectCheckpointsResponse  # noqa: Y015
+
+@_typing.final
+class ConfirmCheckpointsDeletedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDY_FIELD_NUMBER: _builtins.int
+    PATHS_FIELD_NUMBER: _builtins.int
+    study: _builtins.str
+    """Study name."""
+    @_builtins.property
+    def paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Paths from CollectCheckpoints that are gone now."""
+
+    def __init__(
+        self,
+        *,
+        study: _builtins.str = ...,
+        paths: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["paths", b"paths", "study", b"study"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmCheckpointsDeletedRequest: _TypeAlias = ConfirmCheckpointsDeletedRequest  # noqa: Y015
+
+@_typing.final
+class ConfirmCheckpointsDeletedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIRMED_FIELD_NUMBER: _builtins.int
+    confirmed: _builtins.int
+    """Measurements newly marked deleted."""
+    def __init__(
+        self,
+        *,
+        confirmed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirmed", b"confirmed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmCheckpointsDeletedResponse: _TypeAlias = ConfirmCheckpointsDeletedResponse  # noqa: Y015
+
+@_typing.final
 class CreateStudyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -138,10 +317,13 @@ class GetNewSuggestionResponse(_message.Message):
     TRIALS_FIELD_NUMBER: _builtins.int
     RETRY_AFTER_SECONDS_FIELD_NUMBER: _builtins.int
     STUDY_DONE_FIELD_NUMBER: _builtins.int
+    STUDY_PAUSED_FIELD_NUMBER: _builtins.int
     retry_after_seconds: _builtins.float
     """Nothing to do yet: ask again after this many seconds."""
     study_done: _builtins.bool
     """The study's budget is spent: the worker can exit."""
+    study_paused: _builtins.bool
+    """The study is paused: no new trials until it is resumed; ask again later."""
     @_builtins.property
     def trials(self) -> _containers.RepeatedCompositeFieldContainer[_trial_pb2.Trial]:
         """Trials the worker now holds (its earlier active ones first)."""
@@ -152,10 +334,11 @@ class GetNewSuggestionResponse(_message.Message):
         trials: _abc.Iterable[_trial_pb2.Trial] | None = ...,
         retry_after_seconds: _builtins.float = ...,
         study_done: _builtins.bool = ...,
+        study_paused: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["retry_after_seconds", b"retry_after_seconds", "study_done", b"study_done", "trials", b"trials"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retry_after_seconds", b"retry_after_seconds", "study_done", b"study_done", "study_paused", b"study_paused", "trials", b"trials"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -92,6 +92,26 @@ class PbtServiceStub:
                 request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListTrialsRequest.SerializeToString,
                 response_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListTrialsResponse.FromString,
                 _registered_method=True)
+        self.PauseStudy = channel.unary_unary(
+                '/pbt_service.api.v1.PbtService/PauseStudy',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.PauseStudyRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_study__pb2.Study.FromString,
+                _registered_method=True)
+        self.ResumeStudy = channel.unary_unary(
+                '/pbt_service.api.v1.PbtService/ResumeStudy',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ResumeStudyRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_study__pb2.Study.FromString,
+                _registered_method=True)
+        self.CollectCheckpoints = channel.unary_unary(
+                '/pbt_service.api.v1.PbtService/CollectCheckpoints',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.CollectCheckpointsRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.CollectCheckpointsResponse.FromString,
+                _registered_method=True)
+        self.ConfirmCheckpointsDeleted = channel.unary_unary(
+                '/pbt_service.api.v1.PbtService/ConfirmCheckpointsDeleted',
+                request_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ConfirmCheckpointsDeletedRequest.SerializeToString,
+                response_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ConfirmCheckpointsDeletedResponse.FromString,
+                _registered_method=True)
 
 
 class PbtServiceServicer:
@@ -175,6 +195,35 @@ class PbtServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseStudy(self, request, context):
+        """Stops handing out new trials; active ones may finish. FAILED_PRECONDITION for a done study.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeStudy(self, request, context):
+        """Hands out trials again after a pause. FAILED_PRECONDITION for a done study.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CollectCheckpoints(self, request, context):
+        """Decides which checkpoints no trial can need any more, records the decision, and returns
+        every decided checkpoint not yet confirmed deleted, for the caller to delete.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmCheckpointsDeleted(self, request, context):
+        """Records that the caller deleted these checkpoints (or found them gone).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PbtServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -232,6 +281,26 @@ def add_PbtServiceServicer_to_server(servicer, server):
                     servicer.ListTrials,
                     request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListTrialsRequest.FromString,
                     response_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListTrialsResponse.SerializeToString,
+            ),
+            'PauseStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseStudy,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.PauseStudyRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_study__pb2.Study.SerializeToString,
+            ),
+            'ResumeStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeStudy,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ResumeStudyRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_study__pb2.Study.SerializeToString,
+            ),
+            'CollectCheckpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.CollectCheckpoints,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.CollectCheckpointsRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.CollectCheckpointsResponse.SerializeToString,
+            ),
+            'ConfirmCheckpointsDeleted': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmCheckpointsDeleted,
+                    request_deserializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ConfirmCheckpointsDeletedRequest.FromString,
+                    response_serializer=pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ConfirmCheckpointsDeletedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -532,6 +601,114 @@ class PbtService:
             '/pbt_service.api.v1.PbtService/ListTrials',
             pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListTrialsRequest.SerializeToString,
             pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ListTrialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pbt_service.api.v1.PbtService/PauseStudy',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.PauseStudyRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_study__pb2.Study.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pbt_service.api.v1.PbtService/ResumeStudy',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ResumeStudyRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_study__pb2.Study.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CollectCheckpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pbt_service.api.v1.PbtService/CollectCheckpoints',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.CollectCheckpointsRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.CollectCheckpointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmCheckpointsDeleted(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pbt_service.api.v1.PbtService/ConfirmCheckpointsDeleted',
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ConfirmCheckpointsDeletedRequest.SerializeToString,
+            pbt__service_dot_api_dot_v1_dot_pbt__service__pb2.ConfirmCheckpointsDeletedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,16 @@ class PbtServiceStub:
     """Returns a trial. NOT_FOUND if unknown."""
     ListTrials: _grpc.UnaryUnaryMultiCallable[_pbt_service_pb2.ListTrialsRequest, _pbt_service_pb2.ListTrialsResponse]
     """Lists the trials of a study, filtered, in creation order, paged."""
+    PauseStudy: _grpc.UnaryUnaryMultiCallable[_pbt_service_pb2.PauseStudyRequest, _study_pb2.Study]
+    """Stops handing out new trials; active ones may finish. FAILED_PRECONDITION for a done study."""
+    ResumeStudy: _grpc.UnaryUnaryMultiCallable[_pbt_service_pb2.ResumeStudyRequest, _study_pb2.Study]
+    """Hands out trials again after a pause. FAILED_PRECONDITION for a done study."""
+    CollectCheckpoints: _grpc.UnaryUnaryMultiCallable[_pbt_service_pb2.CollectCheckpointsRequest, _pbt_service_pb2.CollectCheckpointsResponse]
+    """Decides which checkpoints no trial can need any more, records the decision, and returns
+    every decided checkpoint not yet confirmed deleted, for the caller to delete.
+    """
+    ConfirmCheckpointsDeleted: _grpc.UnaryUnaryMultiCallable[_pbt_service_pb2.ConfirmCheckpointsDeletedRequest, _pbt_service_pb2.ConfirmCheckpointsDeletedResponse]
+    """Records that the caller deleted these checkpoints (or found them gone)."""
 
 @_typing.type_check_only
 class PbtServiceAsyncStub(PbtServiceStub):
@@ -85,6 +95,16 @@ class PbtServiceAsyncStub(PbtServiceStub):
     """Returns a trial. NOT_FOUND if unknown."""
     ListTrials: _aio.UnaryUnaryMultiCallable[_pbt_service_pb2.ListTrialsRequest, _pbt_service_pb2.ListTrialsResponse]  # type: ignore[assignment]
     """Lists the trials of a study, filtered, in creation order, paged."""
+    PauseStudy: _aio.UnaryUnaryMultiCallable[_pbt_service_pb2.PauseStudyRequest, _study_pb2.Study]  # type: ignore[assignment]
+    """Stops handing out new trials; active ones may finish. FAILED_PRECONDITION for a done study."""
+    ResumeStudy: _aio.UnaryUnaryMultiCallable[_pbt_service_pb2.ResumeStudyRequest, _study_pb2.Study]  # type: ignore[assignment]
+    """Hands out trials again after a pause. FAILED_PRECONDITION for a done study."""
+    CollectCheckpoints: _aio.UnaryUnaryMultiCallable[_pbt_service_pb2.CollectCheckpointsRequest, _pbt_service_pb2.CollectCheckpointsResponse]  # type: ignore[assignment]
+    """Decides which checkpoints no trial can need any more, records the decision, and returns
+    every decided checkpoint not yet confirmed deleted, for the caller to delete.
+    """
+    ConfirmCheckpointsDeleted: _aio.UnaryUnaryMultiCallable[_pbt_service_pb2.ConfirmCheckpointsDeletedRequest, _pbt_service_pb2.ConfirmCheckpointsDeletedResponse]  # type: ignore[assignment]
+    """Records that the caller deleted these checkpoints (or found them gone)."""
 
 class PbtServiceServicer(metaclass=_abc_1.ABCMeta):
     """Creates, suggests, records and queries. Every call is one database transaction."""
@@ -176,5 +196,39 @@ class PbtServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_pbt_service_pb2.ListTrialsResponse, _abc.Awaitable[_pbt_service_pb2.ListTrialsResponse]]:
         """Lists the trials of a study, filtered, in creation order, paged."""
+
+    @_abc_1.abstractmethod
+    def PauseStudy(
+        self,
+        request: _pbt_service_pb2.PauseStudyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_study_pb2.Study, _abc.Awaitable[_study_pb2.Study]]:
+        """Stops handing out new trials; active ones may finish. FAILED_PRECONDITION for a done study."""
+
+    @_abc_1.abstractmethod
+    def ResumeStudy(
+        self,
+        request: _pbt_service_pb2.ResumeStudyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_study_pb2.Study, _abc.Awaitable[_study_pb2.Study]]:
+        """Hands out trials again after a pause. FAILED_PRECONDITION for a done study."""
+
+    @_abc_1.abstractmethod
+    def CollectCheckpoints(
+        self,
+        request: _pbt_service_pb2.CollectCheckpointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pbt_service_pb2.CollectCheckpointsResponse, _abc.Awaitable[_pbt_service_pb2.CollectCheckpointsResponse]]:
+        """Decides which checkpoints no trial can need any more, records the decision, and returns
+        every decided checkpoint not yet confirmed deleted, for the caller to delete.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmCheckpointsDeleted(
+        self,
+        request: _pbt_service_pb2.ConfirmCheckpointsDeletedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pbt_service_pb2.ConfirmCheckpointsDeletedResponse, _abc.Awaitable[_pbt_service_pb2.ConfirmCheckpointsDeletedResponse]]:
+        """Records that the caller deleted these checkpoints (or found them gone)."""
 
 def add_PbtServiceServicer_to_server(servicer: PbtServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

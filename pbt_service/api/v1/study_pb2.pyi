@@ -97,6 +97,8 @@ class _StudyStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StudyState
     """Trials are being suggested."""
     STUDY_DONE: _StudyState.ValueType  # 2
     """The budget is spent and every trial has ended."""
+    STUDY_PAUSED: _StudyState.ValueType  # 3
+    """Paused by a user: no new trials are handed out; active ones may finish and report."""
 
 class StudyState(_StudyState, metaclass=_StudyStateEnumTypeWrapper):
     """Lifecycle of a study."""
@@ -106,6 +108,8 @@ STUDY_ACTIVE: StudyState.ValueType  # 1
 """Trials are being suggested."""
 STUDY_DONE: StudyState.ValueType  # 2
 """The budget is spent and every trial has ended."""
+STUDY_PAUSED: StudyState.ValueType  # 3
+"""Paused by a user: no new trials are handed out; active ones may finish and report."""
 Global___StudyState: _TypeAlias = StudyState  # noqa: Y015
 
 @_typing.final
@@ -427,6 +431,42 @@ class AlgorithmConfig(_message.Message):
 Global___AlgorithmConfig: _TypeAlias = AlgorithmConfig  # noqa: Y015
 
 @_typing.final
+class CheckpointPolicy(_message.Message):
+    """Where a study's checkpoints live and which ones the collector keeps (paper section 3.7)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOTS_FIELD_NUMBER: _builtins.int
+    KEEP_BEST_FIELD_NUMBER: _builtins.int
+    keep_best: _builtins.int
+    """The final checkpoints of this many best completed trials are never collected, so they can be
+    served (unset: the default, 3; 0 keeps none once no trial can need them).
+    """
+    @_builtins.property
+    def roots(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Directories (absolute paths or file:// URIs; other URIs are kept for object stores) that
+        every reported checkpoint path must lie strictly inside, after normalisation; the collector
+        deletes nothing that does not resolve inside one. Empty: any path is accepted, and the
+        collector runs only with roots given on its command line. At most 16.
+        """
+
+    def __init__(
+        self,
+        *,
+        roots: _abc.Iterable[_builtins.str] | None = ...,
+        keep_best: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_keep_best", b"_keep_best", "keep_best", b"keep_best"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_keep_best", b"_keep_best", "keep_best", b"keep_best", "roots", b"roots"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__keep_best: _TypeAlias = _typing.Literal["keep_best"]  # noqa: Y015
+    _WhichOneofArgType__keep_best: _TypeAlias = _typing.Literal["_keep_best", b"_keep_best"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__keep_best) -> _WhichOneofReturnType__keep_best | None: ...
+
+Global___CheckpointPolicy: _TypeAlias = CheckpointPolicy  # noqa: Y015
+
+@_typing.final
 class StudyConfig(_message.Message):
     """Everything that defines a study. Unset fields take the defaults of the domain dataclasses
     (pbt_service.core.types); a field whose default is not zero is `optional`, so an explicit 0 is
@@ -439,6 +479,7 @@ class StudyConfig(_message.Message):
     OBJECTIVES_FIELD_NUMBER: _builtins.int
     COMPARISON_FIELD_NUMBER: _builtins.int
     ALGORITHM_FIELD_NUMBER: _builtins.int
+    CHECKPOINTS_FIELD_NUMBER: _builtins.int
     comparison: Global___FitnessComparison.ValueType
     """How fitness tuples compare."""
     @_builtins.property
@@ -453,6 +494,10 @@ class StudyConfig(_message.Message):
     def algorithm(self) -> Global___AlgorithmConfig:
         """Evolution settings."""
 
+    @_builtins.property
+    def checkpoints(self) -> Global___CheckpointPolicy:
+        """Checkpoint roots and garbage collection."""
+
     def __init__(
         self,
         *,
@@ -460,10 +505,11 @@ class StudyConfig(_message.Message):
         objectives: _abc.Iterable[Global___Objective] | None = ...,
         comparison: Global___FitnessComparison.ValueType = ...,
         algorithm: Global___AlgorithmConfig | None = ...,
+        checkpoints: Global___CheckpointPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "checkpoints", b"checkpoints"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "comparison", b"comparison", "objectives", b"objectives", "parameters", b"parameters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "checkpoints", b"checkpoints", "comparison", b"comparison", "objectives", b"objectives", "parameters", b"parameters"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

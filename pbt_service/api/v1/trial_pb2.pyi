@@ -50,6 +50,32 @@ FAILED: TrialStatus.ValueType  # 4
 """The trainer or evaluator failed; its reproduction is handed back."""
 Global___TrialStatus: _TypeAlias = TrialStatus  # noqa: Y015
 
+class _CheckpointState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CheckpointStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CheckpointState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHECKPOINT_STATE_UNSPECIFIED: _CheckpointState.ValueType  # 0
+    CHECKPOINT_PRESENT: _CheckpointState.ValueType  # 1
+    """Not collected: the file is where the measurement says (as far as the service knows)."""
+    CHECKPOINT_COLLECTING: _CheckpointState.ValueType  # 2
+    """The collector decided to delete it; the deletion may be in progress. Never hand it out."""
+    CHECKPOINT_DELETED: _CheckpointState.ValueType  # 3
+    """Deleted by the collector."""
+
+class CheckpointState(_CheckpointState, metaclass=_CheckpointStateEnumTypeWrapper):
+    """Whether a measurement's checkpoint is still on disk (paper section 3.7)."""
+
+CHECKPOINT_STATE_UNSPECIFIED: CheckpointState.ValueType  # 0
+CHECKPOINT_PRESENT: CheckpointState.ValueType  # 1
+"""Not collected: the file is where the measurement says (as far as the service knows)."""
+CHECKPOINT_COLLECTING: CheckpointState.ValueType  # 2
+"""The collector decided to delete it; the deletion may be in progress. Never hand it out."""
+CHECKPOINT_DELETED: CheckpointState.ValueType  # 3
+"""Deleted by the collector."""
+Global___CheckpointState: _TypeAlias = CheckpointState  # noqa: Y015
+
 @_typing.final
 class ParameterValue(_message.Message):
     """The value of one hyperparameter."""
@@ -110,12 +136,15 @@ class Measurement(_message.Message):
     CHECKPOINT_PATH_FIELD_NUMBER: _builtins.int
     ELAPSED_SECONDS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_STATE_FIELD_NUMBER: _builtins.int
     step: _builtins.int
     """Training step of the checkpoint (the worker's counter; larger is later)."""
     checkpoint_path: _builtins.str
     """Path of the evaluated checkpoint; children warm-start from the final one."""
     elapsed_seconds: _builtins.float
     """Seconds of training behind this checkpoint within the trial."""
+    checkpoint_state: Global___CheckpointState.ValueType
+    """Whether the checkpoint was garbage-collected (set by the service; ignored in reports)."""
     @_builtins.property
     def metrics(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Metric values; NaN and infinities mean the training diverged."""
@@ -132,10 +161,11 @@ class Measurement(_message.Message):
         checkpoint_path: _builtins.str = ...,
         elapsed_seconds: _builtins.float = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        checkpoint_state: Global___CheckpointState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_path", b"checkpoint_path", "create_time", b"create_time", "elapsed_seconds", b"elapsed_seconds", "metrics", b"metrics", "step", b"step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_path", b"checkpoint_path", "checkpoint_state", b"checkpoint_state", "create_time", b"create_time", "elapsed_seconds", b"elapsed_seconds", "metrics", b"metrics", "step", b"step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
