@@ -5,11 +5,15 @@ its hyperparameter schedule.
     python -m examples.demo --workers 4 --population 8 --generations 10
     python -m examples.demo --example toy --population 10 --generations 20
     python -m examples.demo --example noisy_quadratic --population 10 --generations 40
+
+The study's checkpoints live under <workdir>/checkpoints, its checkpoint root; the workers delete
+the checkpoints no trial can need any more as they go (--no-collect-checkpoints keeps them all).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import threading
 import time
@@ -19,7 +23,7 @@ from tqdm import tqdm
 
 from pbt_service.core.fitness import best_trials
 from pbt_service.local import LocalService
-from worker_client import PbtClient, StudyConfig, TrialStatus, run_workers
+from worker_client import CheckpointPolicy, PbtClient, StudyConfig, TrialStatus, run_workers
 from worker_client.results import best, format_schedule, trial_schedule
 
 EXAMPLES = ("digits", "toy", "noisy_quadratic")
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
         **({"steps_per_trial": args.steps} if args.steps else {}), seed=args.seed,
         **({"frozen": tuple(filter(None, frozen.split(",")))} if (frozen := _frozen(args)) else {}),
     )
+    checkpoints = (root / "checkpoints").resolve()
+    config = dataclasses.replace(config, checkpoints=CheckpointPolicy(roots=(str(checkpoints),)))
     study_name = args.study or f"{args.example}-{time.strftime('%Y%m%d-%H%M%S')}"
     total = args.population * args.generations
     with LocalService(database) as service, PbtClient(service.address) as client:
@@ -46,8 +52,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{args.population}, {args.generations} generations, {args.workers} workers")
         workers = threading.Thread(
             target=run_workers,
-            args=(service.address, study.name, problem.train, problem.evaluate, args.workers,
-                  root / "checkpoints"),
+            args=(service.address, study.name, problem.train, problem.evaluate, args.workers, checkpoints),
+            kwargs={"collect_checkpoints": args.collect_checkpoints},
         )
         workers.start()
         with tqdm(total=total, unit="trial", dynamic_ncols=True) as bar:
@@ -56,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
                 _show(client, study.name, config, bar)
             _show(client, study.name, config, bar)
         _report(client, study.name)
+        files = [p for p in checkpoints.rglob("*") if p.is_file()]
+        print(f"checkpoints on disk under {checkpoints}: {len(files)} files, "
+              f"{sum(p.stat().st_size for p in files)} bytes")
 
 
 def _frozen(args: argparse.Namespace) -> str:
@@ -108,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", default="runs/demo", help="database and checkpoints go here")
     parser.add_argument("--database-url", default=None, help="default: sqlite:///<workdir>/pbt.db")
     parser.add_argument("--study", default=None, help="study name (default: <example>-<time>)")
+    parser.add_argument("--collect-checkpoints", action=argparse.BooleanOptionalAction, default=True,
+                        help="workers delete checkpoints no trial can need (default: on)")
     return parser
 
 

@@ -12,6 +12,8 @@ Imports no server code and no SQLAlchemy: a training job needs only grpcio, prot
 
 from pbt_service.core.types import (
     AlgorithmConfig,
+    CheckpointPolicy,
+    CheckpointState,
     Comparison,
     Condition,
     Goal,
@@ -31,14 +33,16 @@ from pbt_service.core.types import (
 )
 from worker_client.client import PbtClient, Suggestion
 from worker_client.context import Evaluator, StopSignal, Trainer, TrialContext, TrialFailure
+from worker_client.garbage_collection import collect_garbage
 from worker_client.job import Job
 from worker_client.pool import WorkerPool, run_workers
 from worker_client.settings import ClientSettings, SettingsError
 from worker_client.worker import Worker
 
 __all__ = [
-    "AlgorithmConfig", "ClientSettings", "Comparison", "Condition", "Evaluator", "Goal", "HParams", "Job",
-    "Measurement", "MedianStopping", "Objective", "ParameterSpec", "ParameterType", "ParamValue", "PbtClient",
-    "Scale", "SettingsError", "StopSignal", "Study", "StudyConfig", "StudyState", "Suggestion", "Trainer",
-    "Trial", "TrialContext", "TrialFailure", "TrialStatus", "Worker", "WorkerPool", "run_workers",
+    "AlgorithmConfig", "CheckpointPolicy", "CheckpointState", "ClientSettings", "Comparison", "Condition",
+    "Evaluator", "Goal", "HParams", "Job", "Measurement", "MedianStopping", "Objective", "ParameterSpec",
+    "ParameterType", "ParamValue", "PbtClient", "Scale", "SettingsError", "StopSignal", "Study", "StudyConfig",
+    "StudyState", "Suggestion", "Trainer", "Trial", "TrialContext", "TrialFailure", "TrialStatus", "Worker",
+    "WorkerPool", "collect_garbage", "run_workers",
 ]
