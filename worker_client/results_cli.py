@@ -1,10 +1,12 @@
-"""`pbt-results`: read a study back — best trials, a trial's lineage and schedule, replay.
+"""`pbt-results`: read a study back — best trials, a trial's lineage and schedule, replay plans, replay.
 
 Examples:
     pbt-results --service localhost:50051 studies
     PBT_AUTH_TOKEN=secret pbt-results --service pbt.example.org:443 --tls best digits
     pbt-results --service localhost:50051 best digits --top 5
     pbt-results --service localhost:50051 schedule 123 --save best-schedule.json
+    pbt-results --service localhost:50051 plan 121 122 123 --save ensemble.json
+    pbt-results replay ensemble.json --trainer examples.digits:train --evaluator examples.digits:evaluate --dry-run
     pbt-results replay best-schedule.json --trainer examples.digits:train --evaluator examples.digits:evaluate
     pbt-results --service localhost:50051 gc digits --dry-run
 """
@@ -14,18 +16,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
 import grpc
 
+from pbt_service.core.errors import NotFoundError
+from pbt_service.core.lineage import CorruptLineageError, MissingTrialError, PlanSegment, ReplayPlan, replay_plan
+from pbt_service.core.types import Trial
 from worker_client.client import PbtClient
 from worker_client.context import Evaluator, Trainer
 from worker_client.garbage_collection import collect_garbage
 from worker_client.loading import load_callable
-from worker_client.replay import load_schedule, replay, save_schedule
-from worker_client.results import best, format_schedule, trial_schedule
+from worker_client.replay import ReplayError, SegmentResult, check_workdir, load_plan, replay, save_plan
+from worker_client.results import best, format_schedule, format_value
 from worker_client.settings import SettingsError, add_client_arguments, client_settings
 
 DEFAULT_SERVICE = "localhost:50051"
@@ -47,21 +52,27 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--top", type=int, default=5)
     sched = commands.add_parser("schedule", help="a trial's lineage and hyperparameter schedule")
     sched.add_argument("trial_id", type=int)
-    sched.add_argument("--save", type=Path, help="write the schedule as JSON for replay")
+    sched.add_argument("--save", type=Path, help="write the schedule as a replay plan (JSON)")
+    plan = commands.add_parser("plan", help="the replay plan of final trials: their lineages, shared ancestors once")
+    plan.add_argument("trial_ids", type=int, nargs="+", metavar="TRIAL_ID")
+    plan.add_argument("--save", type=Path, help="write the plan as JSON for replay")
     gc = commands.add_parser("gc", help="delete evaluated checkpoints no trial can need (keeps finals)")
     gc.add_argument("study")
     gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
-    rep = commands.add_parser("replay", help="re-train along a saved schedule (no service needed)")
-    rep.add_argument("schedule", type=Path)
+    rep = commands.add_parser("replay", help="re-train along a saved plan or schedule (no service needed)")
+    rep.add_argument("plan", type=Path, help="a file written by `plan --save` or `schedule --save`")
     rep.add_argument("--trainer", required=True, help="package.module:function")
     rep.add_argument("--evaluator", required=True, help="package.module:function")
-    rep.add_argument("--workdir", type=Path, default=Path("replay"))
+    rep.add_argument("--workdir", type=Path, default=Path("replay"), help="must not hold a replay yet")
+    rep.add_argument("--dry-run", action="store_true",
+                     help="print the plan and check the trainer, evaluator and workdir; train nothing")
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `pbt-results`; returns the exit code: 1 when the service refused or failed
-    (the message names the status), 2 for bad options or files."""
+    (the message names the status), a trial or an ancestor is missing, or a replayed segment wrote
+    no checkpoint; 2 for bad options or files (a malformed plan, a workdir already used)."""
     ap = parser()
     args = ap.parse_args(argv)
     try:
@@ -70,12 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(str(error))
     try:
         if args.command == "replay":
-            trainer = cast(Trainer, load_callable(args.trainer, "--trainer"))
-            evaluator = cast(Evaluator, load_callable(args.evaluator, "--evaluator"))
-            results = replay(load_schedule(args.schedule), trainer, evaluator, args.workdir)
-            for step, metrics in results:
-                print(f"step {step}: {json.dumps(metrics)}")
-            return 0
+            return replay_command(args.plan, args.trainer, args.evaluator, args.workdir, dry_run=args.dry_run)
         with PbtClient(settings) as client:
             if args.command == "studies":
                 for study in client.list_studies():
@@ -91,12 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     metrics = trial.final_measurement.metrics if trial.final_measurement else {}
                     print(f"trial {trial.id}\tgeneration {trial.generation}\t{json.dumps(metrics)}\t"
                           f"{json.dumps(dict(trial.hparams))}")
+            elif args.command == "plan":
+                plan_command(client, args.trial_ids, args.save)
             else:
-                segments = trial_schedule(client, client.get_trial(args.trial_id))
-                print(format_schedule(segments))
-                if args.save:
-                    save_schedule(segments, args.save)
-                    print(f"saved to {args.save}")
+                schedule_command(client, args.trial_id, args.save)
         return 0
     except grpc.RpcError as error:
         hint = ""
@@ -104,9 +108,81 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint = " (give the service's token with --token or PBT_AUTH_TOKEN)"
         print(f"pbt-results: {settings.address}: {error.code().name}: {error.details()}{hint}", file=sys.stderr)
         return 1
-    except ValueError as error:
+    except (MissingTrialError, CorruptLineageError, ReplayError) as error:
+        print(f"pbt-results: {error}", file=sys.stderr)
+        return 1
+    except (ValueError, FileExistsError) as error:
         print(f"pbt-results: {error}", file=sys.stderr)
         return 2
+
+
+def trial_lookup(client: PbtClient) -> Callable[[int], Trial]:
+    """`client.get_trial` raising NotFoundError (a KeyError) for NOT_FOUND, as `replay_plan` wants."""
+
+    def lookup(trial_id: int) -> Trial:
+        try:
+            return client.get_trial(trial_id)
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFoundError(f"trial {trial_id} not found") from None
+            raise
+
+    return lookup
+
+
+def schedule_command(client: PbtClient, trial_id: int, save: Path | None) -> None:
+    plan = replay_plan([trial_id], trial_lookup(client))
+    print(format_schedule(list(plan.segments)))
+    if save:
+        save_plan(plan, save)
+        print(f"saved to {save}")
+
+
+def plan_command(client: PbtClient, trial_ids: Sequence[int], save: Path | None) -> None:
+    plan = replay_plan(trial_ids, trial_lookup(client))
+    print(format_plan(plan))
+    if save:
+        save_plan(plan, save)
+        print(f"saved to {save}")
+
+
+def replay_command(plan_path: Path, trainer_spec: str, evaluator_spec: str, workdir: Path, *, dry_run: bool) -> int:
+    """Loads and checks everything before training anything; prints a line as each segment ends."""
+    plan = load_plan(plan_path)
+    trainer = cast(Trainer, load_callable(trainer_spec, "--trainer"))
+    evaluator = cast(Evaluator, load_callable(evaluator_spec, "--evaluator"))
+    check_workdir(workdir)
+    print(format_plan(plan))
+    if dry_run:
+        print(f"dry run: would train {len(plan.segments)} segments in {workdir}")
+        return 0
+
+    def report(segment: PlanSegment, result: SegmentResult) -> None:
+        final = " (final)" if segment.trial_id in plan.finals else ""
+        print(f"trial {result.trial_id}{final}: step {result.step}: {json.dumps(dict(result.metrics))}", flush=True)
+
+    replay(plan, trainer, evaluator, workdir, on_segment=report)
+    print(f"replayed {len(plan.segments)} segments in {workdir}")
+    return 0
+
+
+def format_plan(plan: ReplayPlan) -> str:
+    """A table, one row per segment in training order, and how much sharing ancestors saves."""
+    names = sorted({name for s in plan.segments for name in s.hparams})
+    header = ["order", "trial", "gen", "steps", "from", *names]
+    rows = [
+        [str(order), str(s.trial_id), str(s.generation), f"{s.start_step}-{s.end_step}",
+         "-" if s.warm_start_trial_id is None else str(s.warm_start_trial_id),
+         *(format_value(s.hparams.get(n)) for n in names)]
+        for order, s in enumerate(plan.segments, start=1)
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    table = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    chains = sum(len(plan.chain(final)) for final in plan.finals)
+    finals = ", ".join(map(str, plan.finals))
+    saving = f" ({chains} if each lineage trained alone)" if chains > len(plan.segments) else ""
+    table.append(f"finals {finals}: {len(plan.segments)} segments to train{saving}")
+    return "\n".join(table)
 
 
 if __name__ == "__main__":
