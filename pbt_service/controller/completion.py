@@ -47,11 +47,25 @@ def complete(
         require_under_roots(final.checkpoint_path, roots, "final_measurement.checkpoint_path")
     message = "stopped early" if state.stop_requested else ""
     try:
-        return tx.finish_trial(trial_id, TrialStatus.COMPLETED, final, message, now)
+        ended = tx.finish_trial(trial_id, TrialStatus.COMPLETED, final, message, now)
     except TrialStateError as e:  # the trial is ACTIVE and locked: it has no measurement
         raise FailedPreconditionError(
             f"trial {trial_id} has no measurements; report one before completing it"
         ) from e
+    if final is not None and ended.final_measurement is not None and not agrees(final, ended.final_measurement):
+        # finish_trial took the measurement already reported at that step: refusing rolls it back.
+        raise FailedPreconditionError(
+            f"final_measurement: trial {trial_id} already has a different measurement at step {final.step}; "
+            "complete with that measurement, or without final_measurement"
+        )
+    return ended
+
+
+def agrees(given: Measurement, recorded: Measurement) -> bool:
+    """A final measurement naming a step already reported must carry what was reported there (a
+    path left empty means "the recorded one")."""
+    same_path = not given.checkpoint_path or given.checkpoint_path == recorded.checkpoint_path
+    return given.step == recorded.step and same_path and same_metrics(given.metrics, recorded.metrics)
 
 
 def is_repeat(trial: Trial, final: Measurement | None, failure_reason: str) -> bool:
@@ -60,11 +74,7 @@ def is_repeat(trial: Trial, final: Measurement | None, failure_reason: str) -> b
         return trial.status is TrialStatus.FAILED and trial.status_message == failure_reason
     if trial.status is not TrialStatus.COMPLETED or trial.final_measurement is None:
         return False
-    if final is None:
-        return True
-    return final.step == trial.final_measurement.step and same_metrics(
-        final.metrics, trial.final_measurement.metrics
-    )
+    return final is None or agrees(final, trial.final_measurement)
 
 
 def stop_trial(tx: Transaction, trial_id: int, worker: str, reason: str, now: datetime) -> Trial:

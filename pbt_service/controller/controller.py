@@ -88,7 +88,7 @@ class Controller:
     # --- workers ---
     def suggest(self, study: str, worker: str, count: int = 1, *, timeout_s: float | None = None) -> Suggestion:
         lease = self.settings.lease_seconds
-        return self._run(lambda tx: suggest(tx, study, worker, count, self._clock(), lease), timeout_s)
+        return self._run(lambda tx: suggest(tx, study, worker, count, self._clock, lease), timeout_s)
 
     def report(
         self, trial_id: int, worker: str, measurement: Measurement, *, timeout_s: float | None = None

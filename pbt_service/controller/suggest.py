@@ -7,6 +7,7 @@ trials it already holds before anything new is decided, so a lost reply never lo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,10 +30,15 @@ class Suggestion:
 
 
 def suggest(
-    tx: Transaction, study_name: str, worker: str, count: int, now: datetime, lease_seconds: float
+    tx: Transaction, study_name: str, worker: str, count: int, clock: Callable[[], datetime], lease_seconds: float
 ) -> Suggestion:
     """Up to `count` trials held by `worker`: those it holds already, then new ones. Raises
-    NotFoundError for an unknown study."""
+    NotFoundError for an unknown study.
+
+    A new trial's `create_time` is read from `clock` after its decision, so it is never earlier
+    than the end of the parent it was decided from: every commit the decision saw came before it
+    (on one clock; replicas need synchronized clocks, as for leases)."""
+    now = clock()
     head = tx.lock_study_for_suggestion(study_name, worker, leases.lease_start(now, lease_seconds))
     study = head.study
     if study.state is StudyState.DONE:
@@ -47,7 +53,7 @@ def suggest(
         proposal = _propose(tx, study, number + 1)
         if proposal is None:
             break
-        trials.append(tx.create_trial(study_name, proposal, worker, now))
+        trials.append(tx.create_trial(study_name, proposal, worker, clock()))
         number += 1
     if trials:
         return Suggestion(tuple(trials))
@@ -57,7 +63,7 @@ def suggest(
     # predate the completion of the last active trial: decide once more before declaring done.
     proposal = _propose(tx, study, number + 1)
     if proposal is not None:
-        return Suggestion((tx.create_trial(study_name, proposal, worker, now),))
+        return Suggestion((tx.create_trial(study_name, proposal, worker, clock()),))
     tx.set_study_state(study_name, StudyState.DONE)
     log.info("study %s is done", study_name)
     return Suggestion((), study_done=True)

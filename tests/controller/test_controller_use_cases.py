@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pbt_service.controller import Controller
+from pbt_service.controller import Controller, ServiceSettings
 from pbt_service.core.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -14,6 +15,7 @@ from pbt_service.core.errors import (
     NotFoundError,
 )
 from pbt_service.core.types import Measurement, StudyState, TrialStatus
+from pbt_service.store.sql_storage import SqlStorage
 from tests.controller.conftest import LEASE_SECONDS, config
 from tests.fake_clock import FakeClock
 
@@ -212,3 +214,53 @@ def test_list_trials_pages_in_number_order(app: Controller) -> None:
     assert [t.id for t in rest.trials] == ids[2:] and rest.next_after is None
     assert app.list_trials("s", statuses=[TrialStatus.COMPLETED]).trials == ()
     assert len(app.list_trials("s", generation=0, with_measurements=False).trials) == 5
+
+
+def test_a_final_measurement_conflicting_with_a_reported_step_is_refused(app: Controller) -> None:
+    app.create_study("s", config(population=2))
+    (trial,) = app.suggest("s", "w").trials
+    app.report(trial.id, "w", score(3, 0.5, "/c/3"))
+    for conflicting in (score(3, 0.9, "/c/3"), score(3, 0.5, "/elsewhere")):
+        with pytest.raises(FailedPreconditionError, match="step 3"):
+            app.complete(trial.id, "w", conflicting)
+    ended = app.get_trial(trial.id)
+    assert ended.status is TrialStatus.ACTIVE
+    assert [(m.step, dict(m.metrics), m.checkpoint_path) for m in ended.measurements] == [(3, {"score": 0.5}, "/c/3")]
+    done = app.complete(trial.id, "w", score(3, 0.5))  # the recorded one (path left empty)
+    assert done.status is TrialStatus.COMPLETED and done.final_measurement is not None
+    assert done.final_measurement.checkpoint_path == "/c/3"
+    again = app.complete(trial.id, "w", score(3, 0.5))  # an identical retry: the same answer
+    assert again.final_measurement == done.final_measurement and again.status is TrialStatus.COMPLETED
+    with pytest.raises(FailedPreconditionError):
+        app.complete(trial.id, "w", score(3, 0.9))
+
+
+def test_a_child_is_never_created_before_its_parent_ended(storage: SqlStorage) -> None:
+    """The clock is read once for the lease check before the study lock, and again (later) for
+    each trial created: a child decided from a parent that ended meanwhile gets the later time."""
+    times = iter([10.0, 11.0, 12.0, 13.0])
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = {"t": 0.0}
+
+    def clock() -> datetime:
+        return start + timedelta(seconds=now["t"])
+
+    app = Controller(storage, ServiceSettings(lease_seconds=LEASE_SECONDS), clock)
+    app.create_study("s", config(population=2))
+    for worker in ("a", "b"):
+        now["t"] = next(times)
+        (trial,) = app.suggest("s", worker).trials
+        now["t"] = next(times)
+        app.report(trial.id, worker, score(1, 1.0))
+    ends = []
+    for trial in app.list_trials("s").trials:
+        now["t"] = 30.0
+        ends.append(app.complete(trial.id, trial.worker_id).end_time)
+    calls = iter([20.0])  # the first read predates the parents' end (a slow lock); later ones do not
+
+    def racing() -> datetime:
+        return start + timedelta(seconds=next(calls, 40.0))
+
+    racing_app = Controller(storage, ServiceSettings(lease_seconds=LEASE_SECONDS), racing)
+    (child,) = racing_app.suggest("s", "c").trials
+    assert child.create_time is not None and all(end is not None and child.create_time >= end for end in ends)
