@@ -9,6 +9,9 @@ Examples:
     pbt-results replay ensemble.json --trainer examples.digits:train --evaluator examples.digits:evaluate --dry-run
     pbt-results replay best-schedule.json --trainer examples.digits:train --evaluator examples.digits:evaluate
     pbt-results --service localhost:50051 gc digits --dry-run
+    pbt-results --service localhost:50051 gc digits --root /data/ckpt
+    pbt-results --service localhost:50051 pause digits
+    pbt-results --service localhost:50051 resume digits
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ import grpc
 
 from pbt_service.core.errors import NotFoundError
 from pbt_service.core.lineage import CorruptLineageError, MissingTrialError, PlanSegment, ReplayPlan, replay_plan
-from pbt_service.core.types import Trial
+from pbt_service.core.types import CheckpointState, Measurement, Trial
 from worker_client.client import PbtClient
 from worker_client.context import Evaluator, Trainer
-from worker_client.garbage_collection import collect_garbage
+from worker_client.garbage_collection import collect_garbage, format_report
 from worker_client.loading import load_callable
 from worker_client.replay import ReplayError, SegmentResult, check_workdir, load_plan, replay, save_plan
 from worker_client.results import best, format_schedule, format_value
@@ -56,9 +59,17 @@ def parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="the replay plan of final trials: their lineages, shared ancestors once")
     plan.add_argument("trial_ids", type=int, nargs="+", metavar="TRIAL_ID")
     plan.add_argument("--save", type=Path, help="write the plan as JSON for replay")
-    gc = commands.add_parser("gc", help="delete evaluated checkpoints no trial can need (keeps finals)")
+    gc = commands.add_parser(
+        "gc", help="delete the checkpoints no trial can need any more (only inside the checkpoint roots)"
+    )
     gc.add_argument("study")
-    gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    gc.add_argument("--root", action="append", default=[], metavar="DIR",
+                    help="delete only inside DIR (repeatable; default: the study's checkpoint roots; "
+                    "required when the study declares none)")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be deleted; decide and delete nothing")
+    for verb, what in (("pause", "hand out no new trials (active ones may finish)"),
+                       ("resume", "hand out trials again after a pause")):
+        commands.add_parser(verb, help=what).add_argument("study")
     rep = commands.add_parser("replay", help="re-train along a saved plan or schedule (no service needed)")
     rep.add_argument("plan", type=Path, help="a file written by `plan --save` or `schedule --save`")
     rep.add_argument("--trainer", required=True, help="package.module:function")
@@ -87,16 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for study in client.list_studies():
                     print(f"{study.name}\t{study.state.value}\t{study.trial_count} trials")
             elif args.command == "gc":
-                report = collect_garbage(client, args.study, dry_run=args.dry_run)
-                verb = "would delete" if args.dry_run else "deleted"
-                print(f"{verb} {len(report.deleted)} checkpoints; kept {report.kept_final} final ones; "
-                      f"{report.missing} already gone")
+                print(format_report(collect_garbage(client, args.study, roots=args.root, dry_run=args.dry_run)))
+            elif args.command in ("pause", "resume"):
+                change = client.pause_study if args.command == "pause" else client.resume_study
+                print(f"study {args.study}: {change(args.study).state.value}")
             elif args.command == "best":
                 study = client.get_study(args.study)
                 for trial in best(client, study, args.top):
-                    metrics = trial.final_measurement.metrics if trial.final_measurement else {}
+                    final = trial.final_measurement
+                    metrics = final.metrics if final else {}
                     print(f"trial {trial.id}\tgeneration {trial.generation}\t{json.dumps(metrics)}\t"
-                          f"{json.dumps(dict(trial.hparams))}")
+                          f"{json.dumps(dict(trial.hparams))}\t{checkpoint_of(final)}")
             elif args.command == "plan":
                 plan_command(client, args.trial_ids, args.save)
             else:
@@ -114,6 +126,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileExistsError) as error:
         print(f"pbt-results: {error}", file=sys.stderr)
         return 2
+
+
+def checkpoint_of(measurement: Measurement | None) -> str:
+    """The measurement's checkpoint path, or why there is none to load."""
+    if measurement is None or not measurement.checkpoint_path:
+        return "(no checkpoint)"
+    if measurement.checkpoint_state is not CheckpointState.PRESENT:
+        return f"(checkpoint {measurement.checkpoint_state.value}: {measurement.checkpoint_path})"
+    return measurement.checkpoint_path
 
 
 def trial_lookup(client: PbtClient) -> Callable[[int], Trial]:

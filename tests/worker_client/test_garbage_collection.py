@@ -32,7 +32,9 @@ def with_roots(config: StudyConfig, *roots: Path, keep_best: int = 0) -> StudyCo
     return dataclasses.replace(config, checkpoints=CheckpointPolicy(tuple(str(r) for r in roots), keep_best))
 
 
-def test_a_finished_study_keeps_only_its_best_finals(service: LocalService, tmp_path: Path) -> None:
+def test_a_finished_study_keeps_only_its_best_finals(
+    service: LocalService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     runs = tmp_path / "runs"
     with PbtClient(service.address) as client:
         client.create_study("gc", with_roots(simple_config(population=2, max_generations=3), runs, keep_best=1))
@@ -46,6 +48,10 @@ def test_a_finished_study_keeps_only_its_best_finals(service: LocalService, tmp_
         report = collect_garbage(client, "gc")
         again = collect_garbage(client, "gc")
         after = client.list_trials("gc")
+        capsys.readouterr()
+        assert results_main(["--service", service.address, "best", "gc", "--top", "2"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert "(checkpoint" not in shown[0] and "(checkpoint deleted: " in shown[1]
     (best,) = [
         t for t in after if t.final_measurement and t.final_measurement.checkpoint_state is CheckpointState.PRESENT
     ]
@@ -108,3 +114,20 @@ def test_a_study_without_roots_is_collected_only_with_an_explicit_root(
     assert (outside / "thesis.tex").read_text() == "years of work"  # outside the root: survives
     assert [r.action for r in report.rows] == [REFUSED]  # refused again on every run
     assert len(list(runs.iterdir())) == 2  # the finals are among the best 3 the study keeps by default
+
+
+def test_pause_and_resume_commands(service: LocalService, capsys: pytest.CaptureFixture[str]) -> None:
+    with PbtClient(service.address) as client:
+        client.create_study("p", simple_config(population=2, max_trials=1))
+        assert results_main(["--service", service.address, "pause", "p"]) == 0
+        assert client.get_new_suggestion("p", "w").study_paused
+        assert results_main(["--service", service.address, "resume", "p"]) == 0
+        (trial,) = client.get_new_suggestion("p", "w").trials
+        client.report_measurement(trial.id, "w", Measurement(1, {"score": 1.0}))
+        client.complete_trial(trial.id, "w")
+        assert client.get_new_suggestion("p", "w").study_done
+        assert results_main(["--service", service.address, "pause", "p"]) == 1
+        assert results_main(["--service", service.address, "pause", "missing"]) == 1
+    captured = capsys.readouterr()
+    assert "study p: paused" in captured.out and "study p: active" in captured.out
+    assert "FAILED_PRECONDITION" in captured.err and "done" in captured.err and "NOT_FOUND" in captured.err

@@ -48,7 +48,7 @@ def subcommands(tmp_path: Path, trial_id: int) -> list[list[str]]:
         ["studies"],
         ["best", "locked", "--top", "1"],
         ["schedule", str(trial_id), "--save", str(schedule)],
-        ["gc", "locked", "--dry-run"],
+        ["gc", "locked", "--dry-run", "--root", str(tmp_path)],
         ["replay", str(schedule), "--trainer", TRAINER, "--evaluator", EVALUATOR, "--workdir", str(tmp_path / "re")],
     ]
 
