@@ -18,7 +18,7 @@ from pbt_service.local import LocalService
 from tests.service.conftest import simple_config
 from tests.worker_client.test_worker_end_to_end import evaluate, train
 from worker_client import Measurement, PbtClient, Worker
-from worker_client.garbage_collection import DELETED, REFUSED, NoRootsError, collect_garbage
+from worker_client.garbage_collection import DELETED, GONE, REFUSED, NoRootsError, collect_garbage
 from worker_client.results_cli import main as results_main
 
 
@@ -131,3 +131,20 @@ def test_pause_and_resume_commands(service: LocalService, capsys: pytest.Capture
     captured = capsys.readouterr()
     assert "study p: paused" in captured.out and "study p: active" in captured.out
     assert "FAILED_PRECONDITION" in captured.err and "done" in captured.err and "NOT_FOUND" in captured.err
+
+
+def test_a_collection_killed_half_way_is_finished_by_the_next(service: LocalService, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    with PbtClient(service.address) as client:
+        client.create_study("half", with_roots(simple_config(population=2, max_generations=2), runs))
+        Worker(client, "half", train, evaluate, worker_id="w", workdir=runs).run()
+        decided = client.collect_checkpoints("half")  # decided and recorded; then the collector died
+        paths = sorted(c.path for c in decided.checkpoints)
+        assert len(paths) >= 4 and all(Path(p).exists() for p in paths)
+        for gone in paths[: len(paths) // 2]:  # it had deleted half of them, and confirmed none
+            Path(gone).unlink()
+        report = collect_garbage(client, "half")
+        again = collect_garbage(client, "half")
+    actions = {r.path: r.action for r in report.rows}
+    assert actions == {p: GONE if i < len(paths) // 2 else DELETED for i, p in enumerate(paths)}
+    assert not any(Path(p).exists() for p in paths) and again.rows == ()
