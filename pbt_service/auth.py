@@ -9,13 +9,13 @@ from typing import Any
 import grpc
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
-REFLECTION_PREFIX = "/grpc.reflection."
 
 
 class TokenAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Rejects calls without `authorization: Bearer <token>` with UNAUTHENTICATED.
 
-    Health checks and reflection stay open so orchestrators can probe the service.
+    Only health checks stay open, so that orchestrators can probe the service. Reflection needs the
+    token like every other call: it describes the whole API to whoever asks.
     """
 
     def __init__(self, token: str) -> None:
@@ -32,7 +32,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         method = handler_call_details.method
-        if method.startswith(HEALTH_PREFIX) or method.startswith(REFLECTION_PREFIX):
+        if method.startswith(HEALTH_PREFIX):
             return continuation(handler_call_details)
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization":

@@ -2,7 +2,8 @@
 
 Examples:
     pbt-service serve --database-url sqlite:///pbt.db --port 50051
-    pbt-service serve --database-url postgresql+psycopg2://pbt:secret@db/pbt --lease-seconds 120
+    PBT_AUTH_TOKEN=secret pbt-service serve --host 0.0.0.0 \
+        --database-url postgresql+psycopg2://pbt:secret@db/pbt --lease-seconds 120
     pbt-service migrate --database-url postgresql+psycopg2://pbt:secret@db/pbt
 """
 
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from pbt_service.controller import ServiceSettings
-from pbt_service.server import ServerSettings, serve
+from pbt_service.server import DEFAULT_HOST, ServerSettings, serve
 from pbt_service.store.engine import shown_url
 from pbt_service.store.errors import DatabaseConfigError, SchemaOutdatedError, UnavailableError
 
@@ -35,7 +36,9 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("serve", help="run the gRPC service until SIGTERM")
     run.add_argument("--database-url", default=os.environ.get("PBT_DATABASE_URL", DEFAULT_DATABASE),
                      help="SQLAlchemy URL (env PBT_DATABASE_URL); default %(default)s")
-    run.add_argument("--host", default="[::]", help="address to bind (default %(default)s)")
+    run.add_argument("--host", default=DEFAULT_HOST,
+                     help="address to bind (default %(default)s, this machine only); 0.0.0.0 or [::] serves "
+                          "every interface: set PBT_AUTH_TOKEN then")
     run.add_argument("--port", type=int, default=50051, help="port to bind (default %(default)s)")
     run.add_argument("--max-workers", type=int, default=16, help="RPC threads (default %(default)s)")
     run.add_argument("--lease-seconds", type=_positive, default=300.0,

@@ -1,7 +1,14 @@
-"""Wiring: settings -> storage -> servicer -> gRPC server with health, reflection and auth."""
+"""Wiring: settings -> storage -> servicer -> gRPC server with health, reflection and auth.
+
+Safe by default: the server binds 127.0.0.1 unless told otherwise, logs a WARNING at start when it
+serves a non-loopback address without a token, refuses every call but health checks without the
+token when one is set, and answers request bodies that do not parse with INVALID_ARGUMENT
+(`pbt_service.decoding`). See docs/security.md.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import threading
@@ -17,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from pbt_service.api.v1 import pbt_service_pb2, pbt_service_pb2_grpc
 from pbt_service.auth import TokenAuthInterceptor
 from pbt_service.controller import Controller, ServiceSettings, utc_now
+from pbt_service.decoding import DecodeGuard
 from pbt_service.service import PbtServicer
 from pbt_service.store.base import Storage
 from pbt_service.store.engine import shown_url
@@ -24,14 +32,16 @@ from pbt_service.store.sql_storage import SqlStorage, StorageSettings
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pbt_service_pb2.DESCRIPTOR.services_by_name["PbtService"].full_name
+DEFAULT_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Parsed once from the command line; `port` 0 picks a free port."""
+    """Parsed once from the command line; `port` 0 picks a free port, `host` "0.0.0.0" or "[::]"
+    serves every interface (set `auth_token` then)."""
 
     database_url: str = "sqlite:///pbt.db"
-    host: str = "[::]"
+    host: str = DEFAULT_HOST
     port: int = 50051
     max_workers: int = 16
     auth_token: str | None = None
@@ -53,6 +63,31 @@ class RunningServer:
         self.storage.close()
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address to bind, as in "host:port") reaches this machine only.
+
+    Names other than "localhost" count as reachable from elsewhere: what they resolve to can change.
+    """
+    name = host.strip().removeprefix("[").removesuffix("]")
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _warn_if_exposed(settings: ServerSettings, port: int) -> None:
+    if settings.auth_token or is_loopback(settings.host):
+        return
+    log.warning(
+        "UNPROTECTED: serving %s:%d without authentication; anyone who can reach this address can read, "
+        "change and stop every study. Set PBT_AUTH_TOKEN to require a token, or bind to loopback only "
+        "(--host 127.0.0.1, the default).",
+        settings.host, port,
+    )  # fmt: skip
+
+
 def create_server(
     settings: ServerSettings, storage: Storage | None = None, clock: Callable[[], datetime] | None = None
 ) -> RunningServer:
@@ -66,7 +101,9 @@ def create_server(
     storage = storage or SqlStorage.from_url(
         settings.database_url, StorageSettings(pool_size=settings.max_workers, max_overflow=2)
     )
-    interceptors = [TokenAuthInterceptor(settings.auth_token)] if settings.auth_token else []
+    # Auth first: a call without the token is refused before its body is parsed.
+    auth = [TokenAuthInterceptor(settings.auth_token)] if settings.auth_token else []
+    interceptors: list[grpc.ServerInterceptor] = [*auth, DecodeGuard()]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="pbt-rpc"),
         interceptors=interceptors,
@@ -81,6 +118,7 @@ def create_server(
     if port == 0:
         storage.close()
         raise OSError(f"could not bind {settings.host}:{settings.port}")
+    _warn_if_exposed(settings, port)
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -99,6 +137,7 @@ def serve(settings: ServerSettings) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     running = create_server(settings)
-    log.info("PBT service listening on port %d (database %s)", running.port, shown_url(settings.database_url))
+    log.info("PBT service listening on %s:%d (database %s, auth %s)", settings.host, running.port,
+             shown_url(settings.database_url), "on" if settings.auth_token else "off")
     stopping.wait()
     running.stop(settings.grace_seconds)

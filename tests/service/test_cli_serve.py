@@ -1,4 +1,5 @@
-"""`pbt-service serve` as a process: serves, refuses bad flags, shuts down cleanly on SIGTERM."""
+"""`pbt-service serve` as a process: serves on loopback by default, refuses bad flags, shuts down
+cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from pbt_service.cli import parser
 from tests.service.conftest import simple_config
 from worker_client import PbtClient
 
@@ -20,10 +22,11 @@ def _free_port() -> int:
 
 
 def test_serve_then_sigterm_exits_cleanly_and_keeps_the_data(tmp_path: Path) -> None:
+    """Without --host: the default binds loopback, so no warning about an unprotected service."""
     port = _free_port()
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     command = [sys.executable, "-m", "pbt_service.cli", "serve", "--database-url", url,
-               "--host", "127.0.0.1", "--port", str(port), "--grace-seconds", "2"]
+               "--port", str(port), "--grace-seconds", "2"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         with PbtClient(f"127.0.0.1:{port}", retry_seconds=20) as client:
@@ -35,6 +38,7 @@ def test_serve_then_sigterm_exits_cleanly_and_keeps_the_data(tmp_path: Path) -> 
         assert process.returncode == 0, output
         assert time.monotonic() - started < 10
         assert "shutting down" in output
+        assert f"listening on 127.0.0.1:{port}" in output and "UNPROTECTED" not in output
     finally:
         process.kill()
     restarted = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -50,3 +54,8 @@ def test_bad_flags_are_rejected_before_serving() -> None:
     result = subprocess.run([sys.executable, "-m", "pbt_service.cli", "serve", "--lease-seconds", "-1"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "--lease-seconds" in result.stderr
+
+
+def test_serve_binds_loopback_unless_told_otherwise() -> None:
+    assert parser().parse_args(["serve"]).host == "127.0.0.1"
+    assert parser().parse_args(["serve", "--host", "0.0.0.0"]).host == "0.0.0.0"
