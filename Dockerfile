@@ -6,4 +6,4 @@ COPY worker_client ./worker_client
 RUN pip install --no-cache-dir '.[server]'
 EXPOSE 50051
 ENTRYPOINT []
-CMD ["pbt-service", "serve", "--port", "50051"]
+CMD ["pbt-service", "serve", "--host", "0.0.0.0", "--port", "50051"]
