@@ -7,9 +7,12 @@ the caller's deadline, less a margin for the reply.
 
 from __future__ import annotations
 
-import grpc
+from collections.abc import Sequence
 
-from pbt_service import converters, validation
+import grpc
+from google.protobuf.message import Message
+
+from pbt_service import converters, limits, validation
 from pbt_service.api.v1 import pbt_service_pb2 as pb
 from pbt_service.api.v1 import pbt_service_pb2_grpc, study_pb2, trial_pb2
 from pbt_service.controller import Controller
@@ -27,6 +30,17 @@ def _timeout(context: grpc.ServicerContext) -> float | None:
     return remaining * DEADLINE_MARGIN if remaining is not None else None
 
 
+def _fitting(items: Sequence[Message]) -> int:
+    """How many of `items` (at least one) a list reply holds within `limits.MAX_REPLY_BYTES`: each
+    costs its encoding plus the field's tag and length prefix."""
+    used = 0
+    for i, item in enumerate(items):
+        used += item.ByteSize() + 6
+        if used > limits.MAX_REPLY_BYTES and i > 0:
+            return i
+    return len(items)
+
+
 class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
     """Implements `pbt_service.api.v1.PbtService` over a `Controller`."""
 
@@ -39,6 +53,7 @@ class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
         name = validation.study_name(request.name)
         if not request.HasField("config"):
             raise InvalidArgumentError("config: must be set")
+        validation.config_size(request.config)
         config = converters.study_config_from_proto(request.config)
         return converters.study_to_proto(self._app.create_study(name, config, timeout_s=_timeout(context)))
 
@@ -49,8 +64,17 @@ class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
 
     @rpc_errors
     def ListStudies(self, request: pb.ListStudiesRequest, context: grpc.ServicerContext) -> pb.ListStudiesResponse:
-        studies = self._app.list_studies(timeout_s=_timeout(context))
-        return pb.ListStudiesResponse(studies=[converters.study_to_proto(s) for s in studies])
+        size = validation.page_size(request.page_size)
+        after = validation.studies_page_token(request.page_token)
+        page = self._app.list_studies(after_name=after, page_size=size, timeout_s=_timeout(context))
+        studies = [converters.study_to_proto(s) for s in page.studies]
+        fitting = _fitting(studies)
+        response = pb.ListStudiesResponse(studies=studies[:fitting])
+        if fitting < len(studies):
+            response.next_page_token = validation.page_token_for("studies", page.studies[fitting - 1].name)
+        elif page.next_after is not None:
+            response.next_page_token = validation.page_token_for("studies", page.next_after)
+        return response
 
     @rpc_errors
     def PauseStudy(self, request: pb.PauseStudyRequest, context: grpc.ServicerContext) -> study_pb2.Study:
@@ -113,7 +137,7 @@ class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
         worker = validation.worker_id(request.worker_id)
         if not request.HasField("measurement"):
             raise InvalidArgumentError("measurement: must be set")
-        measurement = converters.measurement_from_proto(request.measurement)
+        measurement = validation.measurement(request.measurement)
         stop = self._app.report(trial_id, worker, measurement, timeout_s=_timeout(context))
         return pb.ReportMeasurementResponse(should_stop=stop)
 
@@ -128,7 +152,7 @@ class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
         trial_id = validation.trial_id(request.trial_id)
         worker = validation.worker_id(request.worker_id)
         final = (
-            converters.measurement_from_proto(request.final_measurement, "final_measurement")
+            validation.measurement(request.final_measurement, "final_measurement")
             if request.HasField("final_measurement")
             else None
         )
@@ -162,16 +186,18 @@ class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
         name = validation.study_name(request.study, "study")
         statuses = [converters.status_from_proto(s, "statuses") for s in request.statuses]
         size = validation.page_size(request.page_size)
-        after = validation.page_token(request.page_token)
+        after = validation.trials_page_token(request.page_token)
         generation = validation.generation(request.generation) if request.HasField("generation") else None
         with_measurements = not request.omit_measurements
         page = self._app.list_trials(
             name, statuses=statuses, generation=generation, after_number=after, page_size=size,
             with_measurements=with_measurements, timeout_s=_timeout(context),
         )  # fmt: skip
-        response = pb.ListTrialsResponse(
-            trials=[converters.trial_to_proto(t, with_measurements=with_measurements) for t in page.trials]
-        )
-        if page.next_after is not None:
-            response.next_page_token = str(page.next_after)
+        trials = [converters.trial_to_proto(t, with_measurements=with_measurements) for t in page.trials]
+        fitting = _fitting(trials)
+        response = pb.ListTrialsResponse(trials=trials[:fitting])
+        if fitting < len(trials):
+            response.next_page_token = validation.page_token_for("trials", page.trials[fitting - 1].number)
+        elif page.next_after is not None:
+            response.next_page_token = validation.page_token_for("trials", page.next_after)
         return response

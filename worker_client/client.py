@@ -156,8 +156,15 @@ class PbtClient:
         return converters.study_from_proto(self._call(self._stub.GetStudy, pb.GetStudyRequest(name=name)))
 
     def list_studies(self) -> list[Study]:
-        reply = self._call(self._stub.ListStudies, pb.ListStudiesRequest())
-        return [converters.study_from_proto(s) for s in reply.studies]
+        """Every study, by name (follows every page)."""
+        request = pb.ListStudiesRequest()
+        studies: list[Study] = []
+        while True:
+            reply = self._call(self._stub.ListStudies, request)
+            studies.extend(converters.study_from_proto(s) for s in reply.studies)
+            if not reply.next_page_token:
+                return studies
+            request.page_token = reply.next_page_token
 
     def pause_study(self, name: str) -> Study:
         """No new trials until `resume_study`; active ones may finish. FAILED_PRECONDITION when done."""

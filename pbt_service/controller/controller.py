@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import TypeVar
 
 from pbt_service.controller import checkpoints, completion, early_stopping, leases, queries, reports, studies
-from pbt_service.controller.queries import TrialPage
+from pbt_service.controller.queries import StudyPage, TrialPage
 from pbt_service.controller.settings import ServiceSettings
 from pbt_service.controller.suggest import Suggestion, suggest
 from pbt_service.core.garbage_collection import Collection
@@ -67,8 +67,12 @@ class Controller:
     def get_study(self, name: str, *, timeout_s: float | None = None) -> Study:
         return self._run(lambda tx: studies.get_study(tx, name), timeout_s)
 
-    def list_studies(self, *, timeout_s: float | None = None) -> list[Study]:
-        return self._run(studies.list_studies, timeout_s)
+    def list_studies(
+        self, *, after_name: str = "", page_size: int = 100, timeout_s: float | None = None
+    ) -> StudyPage:
+        return self._run(
+            lambda tx: studies.list_studies(tx, after_name=after_name, page_size=page_size), timeout_s
+        )
 
     def pause_study(self, name: str, *, timeout_s: float | None = None) -> Study:
         return self._run(lambda tx: studies.set_paused(tx, name, True), timeout_s)

@@ -1,11 +1,11 @@
-"""Read-only use cases: one trial, a page of a study's trials."""
+"""Read-only use cases: one trial, a page of a study's trials; the page of studies (`StudyPage`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pbt_service.core.types import Trial, TrialStatus
+from pbt_service.core.types import Study, Trial, TrialStatus
 from pbt_service.store.base import Transaction
 
 
@@ -15,6 +15,14 @@ class TrialPage:
 
     trials: tuple[Trial, ...]
     next_after: int | None
+
+
+@dataclass(frozen=True)
+class StudyPage:
+    """`next_after` is the name to pass as `after_name` for the next page; None on the last."""
+
+    studies: tuple[Study, ...]
+    next_after: str | None
 
 
 def get_trial(tx: Transaction, trial_id: int) -> Trial:

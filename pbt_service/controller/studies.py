@@ -6,6 +6,7 @@ import logging
 from dataclasses import replace
 from datetime import datetime
 
+from pbt_service.controller.queries import StudyPage
 from pbt_service.core.checkpoint_paths import normalize_roots
 from pbt_service.core.errors import FailedPreconditionError
 from pbt_service.core.search_space import validate_config
@@ -31,8 +32,11 @@ def get_study(tx: Transaction, name: str) -> Study:
     return tx.get_study(name)
 
 
-def list_studies(tx: Transaction) -> list[Study]:
-    return tx.list_studies()
+def list_studies(tx: Transaction, *, after_name: str = "", page_size: int = 100) -> StudyPage:
+    """Studies named after `after_name`, by name, at most `page_size`."""
+    studies = tx.list_studies(after_name=after_name, limit=page_size + 1)
+    more = len(studies) > page_size
+    return StudyPage(tuple(studies[:page_size]), studies[page_size - 1].name if more else None)
 
 
 def set_paused(tx: Transaction, name: str, paused: bool) -> Study:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pbt_service import limits
 from pbt_service.core.errors import InvalidArgumentError
 from pbt_service.core.types import (
     AlgorithmConfig,
@@ -31,22 +32,25 @@ _DOMAIN_FIELD = {
     ParameterType.CATEGORICAL: "categorical",
 }
 
-
-MAX_KEEP_BEST = 10_000
-"""Best trials whose final checkpoints the collector keeps, at most."""
+MAX_KEEP_BEST = limits.MAX_KEEP_BEST
 
 
 def validate_config(config: StudyConfig) -> None:
     """Reject a study config the engine cannot run.
 
+    Every config it accepts can be run: names fit both databases (`limits.MAX_NAME_LENGTH`, no
+    control characters), collections are bounded, and numbers are small enough that sampling and
+    every mutation stay finite (`limits.MAX_ABS_NUMBER`, `limits.MAX_PERTURBATION_FACTOR`).
+
     Raises:
-        ValueError: the message starts with the path of the bad field, e.g.
-            ``config.parameters[2].float_range: low (1.0) must be less than high (0.5)``.
+        InvalidArgumentError: the message starts with the path of the bad field, e.g.
+            ``config.parameters[2].float_range: low (1.0) must be less than high (0.5)``, and quotes
+            at most a short prefix of an offending value (`limits.quote`).
 
     Example:
         >>> validate_config(StudyConfig(parameters=(), objectives=()))
         Traceback (most recent call last):
-        ValueError: config.parameters: at least one parameter is required
+        pbt_service.core.errors.InvalidArgumentError: config.parameters: at least one parameter is required
     """
     _validate_parameters(config.parameters)
     _validate_objectives(config.objectives)
@@ -65,7 +69,7 @@ def topological_order(parameters: Sequence[ParameterSpec]) -> tuple[ParameterSpe
     not declared is ignored here; `validate_config` rejects it.
 
     Raises:
-        ValueError: the conditions form a cycle.
+        InvalidArgumentError: the conditions form a cycle.
     """
     index = {p.name: i for i, p in enumerate(parameters)}
     children: dict[int, list[int]] = {i: [] for i in range(len(parameters))}
@@ -83,7 +87,7 @@ def topological_order(parameters: Sequence[ParameterSpec]) -> tuple[ParameterSpe
         for c in children[i]:
             heapq.heappush(ready, c)
     if len(order) < len(parameters):
-        raise InvalidArgumentError(f"conditions form a cycle (child -> parent): {' -> '.join(_find_cycle(parameters))}")
+        raise InvalidArgumentError(f"conditions form a cycle (child -> parent): {_cycle_text(parameters)}")
     return tuple(order)
 
 
@@ -149,16 +153,23 @@ def _find_cycle(parameters: Sequence[ParameterSpec]) -> list[str]:
     return []
 
 
+def _cycle_text(parameters: Sequence[ParameterSpec]) -> str:
+    return limits.shorten(" -> ".join(_find_cycle(parameters)))
+
+
 def _validate_parameters(parameters: Sequence[ParameterSpec]) -> None:
     if not parameters:
         raise InvalidArgumentError("config.parameters: at least one parameter is required")
+    if len(parameters) > limits.MAX_PARAMETERS:
+        raise InvalidArgumentError(
+            f"config.parameters: {len(parameters)} parameters; at most {limits.MAX_PARAMETERS} are allowed"
+        )
     seen: set[str] = set()
     for i, p in enumerate(parameters):
         path = f"config.parameters[{i}]"
-        if not p.name:
-            raise InvalidArgumentError(f"{path}.name: must not be empty")
+        limits.check_name(p.name, f"{path}.name")
         if p.name in seen:
-            raise InvalidArgumentError(f"{path}.name: duplicate parameter name {p.name!r}")
+            raise InvalidArgumentError(f"{path}.name: duplicate parameter name {limits.quote(p.name)}")
         seen.add(p.name)
         _validate_domain(p, f"{path}.{_DOMAIN_FIELD[p.type]}")
     by_name = {p.name: p for p in parameters}
@@ -167,57 +178,94 @@ def _validate_parameters(parameters: Sequence[ParameterSpec]) -> None:
     cycle = _find_cycle(parameters)
     if cycle:
         i = next(i for i, p in enumerate(parameters) if p.name == cycle[0])
-        raise InvalidArgumentError(f"config.parameters[{i}].condition: conditions form a cycle (child -> parent): "
-                         f"{' -> '.join(cycle)}")
+        raise InvalidArgumentError(
+            f"config.parameters[{i}].condition: conditions form a cycle (child -> parent): {_cycle_text(parameters)}"
+        )
 
 
 def _validate_domain(p: ParameterSpec, path: str) -> None:
     if p.scale is Scale.LOG and p.type is not ParameterType.FLOAT:
         raise InvalidArgumentError(f"{path}: only float parameters may use the log scale")
+    if p.type is ParameterType.FLOAT:
+        _validate_number(p.low, f"{path}.low")
+        _validate_number(p.high, f"{path}.high")
+    elif p.type is ParameterType.INTEGER:
+        for bound, name in ((p.low, "low"), (p.high, "high")):
+            if not (_is_number(bound) and math.isfinite(bound) and float(bound).is_integer()):
+                raise InvalidArgumentError(f"{path}.{name}: must be an integer, got {bound!r}")
+            if not limits.MIN_INT64 <= int(bound) <= limits.MAX_INT64:
+                raise InvalidArgumentError(f"{path}.{name}: must fit in 64 bits, got {int(bound)}")
     if p.type in (ParameterType.FLOAT, ParameterType.INTEGER):
-        if not (math.isfinite(p.low) and math.isfinite(p.high)):
-            raise InvalidArgumentError(f"{path}: bounds must be finite, got low={p.low}, high={p.high}")
         if not p.low < p.high:
             raise InvalidArgumentError(f"{path}: low ({p.low}) must be less than high ({p.high})")
-        if p.type is ParameterType.INTEGER and not (float(p.low).is_integer() and float(p.high).is_integer()):
-            raise InvalidArgumentError(f"{path}: bounds must be integers, got low={p.low}, high={p.high}")
         if p.scale is Scale.LOG and p.low <= 0:
             raise InvalidArgumentError(f"{path}: the log scale requires low > 0, got {p.low}")
-    elif p.type is ParameterType.DISCRETE:
+        return
+    values = f"{path}.values"
+    if len(p.values) > limits.MAX_VALUES_PER_PARAMETER:
+        raise InvalidArgumentError(
+            f"{values}: {len(p.values)} values; at most {limits.MAX_VALUES_PER_PARAMETER} are allowed"
+        )
+    if p.type is ParameterType.DISCRETE:
         if len(p.values) < 2:
-            raise InvalidArgumentError(f"{path}.values: at least two values are required")
-        for v in p.values:
-            if not _is_number(v) or not math.isfinite(float(v)):
-                raise InvalidArgumentError(f"{path}.values: {v!r} is not a finite number")
+            raise InvalidArgumentError(f"{values}: at least two values are required")
+        for j, v in enumerate(p.values):
+            _validate_number(v, f"{values}[{j}]")
         nums = [float(v) for v in p.values]
-        if any(a >= b for a, b in zip(nums, nums[1:], strict=False)):
-            raise InvalidArgumentError(f"{path}.values: must be strictly increasing, got {list(p.values)}")
+        for j in range(1, len(nums)):
+            if nums[j - 1] >= nums[j]:
+                raise InvalidArgumentError(
+                    f"{values}[{j}]: must be greater than the value before it (strictly increasing), "
+                    f"got {nums[j - 1]!r} then {nums[j]!r}"
+                )
     else:
         if not p.values:
-            raise InvalidArgumentError(f"{path}.values: at least one value is required")
-        if any(not isinstance(v, str) or not v for v in p.values):
-            raise InvalidArgumentError(f"{path}.values: every value must be a non-empty string, got {list(p.values)}")
-        if len(set(p.values)) != len(p.values):
-            raise InvalidArgumentError(f"{path}.values: values must be distinct, got {list(p.values)}")
+            raise InvalidArgumentError(f"{values}: at least one value is required")
+        seen: set[ParamValue] = set()
+        for j, v in enumerate(p.values):
+            if not isinstance(v, str):
+                raise InvalidArgumentError(f"{values}[{j}]: must be a string, got {type(v).__name__}")
+            limits.check_name(v, f"{values}[{j}]")
+            if v in seen:
+                raise InvalidArgumentError(f"{values}[{j}]: duplicate value {limits.quote(v)}")
+            seen.add(v)
+
+
+def _validate_number(v: ParamValue, path: str) -> None:
+    """A finite number of magnitude at most `limits.MAX_ABS_NUMBER`."""
+    if not _is_number(v):
+        raise InvalidArgumentError(f"{path}: must be a number, got {type(v).__name__}")
+    x = float(v)
+    if not (math.isfinite(x) and abs(x) <= limits.MAX_ABS_NUMBER):
+        raise InvalidArgumentError(
+            f"{path}: must be a finite number between -{limits.MAX_ABS_NUMBER:g} and "
+            f"{limits.MAX_ABS_NUMBER:g}, got {x!r}"
+        )
 
 
 def _validate_condition(p: ParameterSpec, by_name: dict[str, ParameterSpec], path: str) -> None:
     c = p.condition
     if c is None:
         return
+    limits.check_name(c.parent, f"{path}.parent")
     if c.parent == p.name:
-        raise InvalidArgumentError(f"{path}.parent: a parameter cannot depend on itself ({p.name!r})")
+        raise InvalidArgumentError(f"{path}.parent: a parameter cannot depend on itself ({limits.quote(p.name)})")
     parent = by_name.get(c.parent)
     if parent is None:
-        raise InvalidArgumentError(f"{path}.parent: unknown parameter {c.parent!r}")
+        raise InvalidArgumentError(f"{path}.parent: unknown parameter {limits.quote(c.parent)}")
     if parent.type is ParameterType.FLOAT:
-        raise InvalidArgumentError(f"{path}.parent: {c.parent!r} is a float; only categorical, integer or discrete "
-                         "parameters can be parents")
+        raise InvalidArgumentError(f"{path}.parent: {limits.quote(c.parent)} is a float; only categorical, integer or "
+                                   "discrete parameters can be parents")
     if not c.values:
         raise InvalidArgumentError(f"{path}.values: at least one parent value is required")
+    if len(c.values) > limits.MAX_VALUES_PER_PARAMETER:
+        raise InvalidArgumentError(
+            f"{path}.values: {len(c.values)} values; at most {limits.MAX_VALUES_PER_PARAMETER} are allowed"
+        )
     for v in c.values:
         if not _is_legal(parent, v):
-            raise InvalidArgumentError(f"{path}.values: {v!r} is not a value of parent {c.parent!r}")
+            shown = limits.quote(v) if isinstance(v, str) else repr(v)
+            raise InvalidArgumentError(f"{path}.values: {shown} is not a value of parent {limits.quote(c.parent)}")
 
 
 def _is_legal(parent: ParameterSpec, v: ParamValue) -> bool:
@@ -233,33 +281,48 @@ def _is_legal(parent: ParameterSpec, v: ParamValue) -> bool:
 def _validate_objectives(objectives: Sequence[Objective]) -> None:
     if not objectives:
         raise InvalidArgumentError("config.objectives: at least one objective is required")
+    if len(objectives) > limits.MAX_OBJECTIVES:
+        raise InvalidArgumentError(
+            f"config.objectives: {len(objectives)} objectives; at most {limits.MAX_OBJECTIVES} are allowed"
+        )
     seen: set[str] = set()
     for i, o in enumerate(objectives):
-        if not o.metric:
-            raise InvalidArgumentError(f"config.objectives[{i}].metric: must not be empty")
+        limits.check_name(o.metric, f"config.objectives[{i}].metric")
         if o.metric in seen:
-            raise InvalidArgumentError(f"config.objectives[{i}].metric: duplicate metric {o.metric!r}")
+            raise InvalidArgumentError(f"config.objectives[{i}].metric: duplicate metric {limits.quote(o.metric)}")
         seen.add(o.metric)
 
 
 def _validate_algorithm(a: AlgorithmConfig) -> None:
     path = "config.algorithm"
-    if a.population_size < 2:
-        raise InvalidArgumentError(f"{path}.population_size: must be at least 2, got {a.population_size}")
-    if a.opponent_generations < 1:
-        raise InvalidArgumentError(f"{path}.opponent_generations: must be at least 1, got {a.opponent_generations}")
-    if not a.perturbation_factors:
+    _in_range(a.population_size, 2, limits.MAX_POPULATION_SIZE, f"{path}.population_size")
+    _in_range(a.opponent_generations, 1, limits.MAX_OPPONENT_GENERATIONS, f"{path}.opponent_generations")
+    factors = a.perturbation_factors
+    if not factors:
         raise InvalidArgumentError(f"{path}.perturbation_factors: at least one factor is required")
-    for f in a.perturbation_factors:
-        if not (math.isfinite(f) and f > 0):
-            raise InvalidArgumentError(f"{path}.perturbation_factors: {f} must be finite and positive")
+    if len(factors) > limits.MAX_PERTURBATION_FACTORS:
+        raise InvalidArgumentError(
+            f"{path}.perturbation_factors: {len(factors)} factors; "
+            f"at most {limits.MAX_PERTURBATION_FACTORS} are allowed"
+        )
+    for j, f in enumerate(factors):
+        if not (_is_number(f) and math.isfinite(f) and 0 < f <= limits.MAX_PERTURBATION_FACTOR):
+            raise InvalidArgumentError(
+                f"{path}.perturbation_factors[{j}]: must be greater than 0 and at most "
+                f"{limits.MAX_PERTURBATION_FACTOR:g}, got {f!r}"
+            )
     for name in ("max_generations", "max_trials", "steps_per_trial"):
         if getattr(a, name) < 0:
             raise InvalidArgumentError(f"{path}.{name}: must not be negative, got {getattr(a, name)}")
     ms = a.median_stopping
     if ms.min_completed_trials < 1:
         raise InvalidArgumentError(f"{path}.median_stopping.min_completed_trials: must be at least 1, "
-                         f"got {ms.min_completed_trials}")
+                                   f"got {ms.min_completed_trials}")
     if ms.min_measurements < 1:
         raise InvalidArgumentError(f"{path}.median_stopping.min_measurements: must be at least 1, "
-                         f"got {ms.min_measurements}")
+                                   f"got {ms.min_measurements}")
+
+
+def _in_range(value: int, low: int, high: int, path: str) -> None:
+    if not low <= value <= high:
+        raise InvalidArgumentError(f"{path}: must be between {low} and {high}, got {value}")

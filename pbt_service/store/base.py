@@ -96,8 +96,9 @@ class Transaction(abc.ABC):
         Raises NotFoundError."""
 
     @abc.abstractmethod
-    def list_studies(self) -> list[Study]:
-        """All studies, by name."""
+    def list_studies(self, *, after_name: str = "", limit: int | None = None) -> list[Study]:
+        """Studies whose name sorts after `after_name` (all for ""), by name, at most `limit` (all
+        for None)."""
 
     @abc.abstractmethod
     def set_study_state(self, name: str, state: StudyState) -> None:

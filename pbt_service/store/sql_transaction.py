@@ -92,8 +92,12 @@ class SqlTransaction(Transaction):
         self._study_ids[name] = row.id
         return SuggestionHead(study_from_row(row), bool(row.has_lapsed), bool(row.holds_trials))
 
-    def list_studies(self) -> list[Study]:
-        return [study_from_row(row) for row in self._db.execute(select(STUDIES).order_by(STUDIES.c.name))]
+    def list_studies(self, *, after_name: str = "", limit: int | None = None) -> list[Study]:
+        """Raises ValueError for a negative limit."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        query = select(STUDIES).where(STUDIES.c.name > after_name).order_by(STUDIES.c.name).limit(limit)
+        return [study_from_row(row) for row in self._db.execute(query)]
 
     def set_study_state(self, name: str, state: StudyState) -> None:
         """PAUSED sets the `paused` flag and leaves the lifecycle state; the others clear it."""

@@ -29,7 +29,11 @@ def test_create_get_and_list_studies(app: Controller) -> None:
     assert created.name == "s1" and created.config.algorithm.population_size == 3
     assert app.get_study("s1").config == created.config
     app.create_study("s0", config())
-    assert [s.name for s in app.list_studies()] == ["s0", "s1"]
+    assert [s.name for s in app.list_studies().studies] == ["s0", "s1"]
+    first = app.list_studies(page_size=1)
+    assert [s.name for s in first.studies] == ["s0"] and first.next_after == "s0"
+    last = app.list_studies(after_name="s0", page_size=1)
+    assert [s.name for s in last.studies] == ["s1"] and last.next_after is None
 
 
 def test_a_taken_name_and_an_invalid_config_write_nothing(app: Controller) -> None:

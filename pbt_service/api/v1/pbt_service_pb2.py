@@ -26,7 +26,7 @@ from pbt_service.api.v1 import study_pb2 as pbt__service_dot_api_dot_v1_dot_stud
 from pbt_service.api.v1 import trial_pb2 as pbt__service_dot_api_dot_v1_dot_trial__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pbt_service/api/v1/pbt_service.proto\x12\x12pbt_service.api.v1\x1a\x1epbt_service/api/v1/study.proto\x1a\x1epbt_service/api/v1/trial.proto\"!\n\x11PauseStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12ResumeStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"T\n\x19\x43ollectCheckpointsRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\x17\n\x0fmax_checkpoints\x18\x03 \x01(\x05\"E\n\x15\x43ollectableCheckpoint\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x0c\n\x04step\x18\x03 \x01(\x03\"\x8c\x01\n\x1a\x43ollectCheckpointsResponse\x12>\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32).pbt_service.api.v1.CollectableCheckpoint\x12\r\n\x05roots\x18\x02 \x03(\t\x12\x0c\n\x04kept\x18\x03 \x01(\x05\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"@\n ConfirmCheckpointsDeletedRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\r\n\x05paths\x18\x02 \x03(\t\"6\n!ConfirmCheckpointsDeletedResponse\x12\x11\n\tconfirmed\x18\x01 \x01(\x05\"S\n\x12\x43reateStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1f.pbt_service.api.v1.StudyConfig\"\x1f\n\x0fGetStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12ListStudiesRequest\"A\n\x13ListStudiesResponse\x12*\n\x07studies\x18\x01 \x03(\x0b\x32\x19.pbt_service.api.v1.Study\"J\n\x17GetNewSuggestionRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\"\x8c\x01\n\x18GetNewSuggestionResponse\x12)\n\x06trials\x18\x01 \x03(\x0b\x32\x19.pbt_service.api.v1.Trial\x12\x1b\n\x13retry_after_seconds\x18\x02 \x01(\x01\x12\x12\n\nstudy_done\x18\x03 \x01(\x08\x12\x14\n\x0cstudy_paused\x18\x04 \x01(\x08\"u\n\x18ReportMeasurementRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x34\n\x0bmeasurement\x18\x03 \x01(\x0b\x32\x1f.pbt_service.api.v1.Measurement\"0\n\x19ReportMeasurementResponse\x12\x13\n\x0bshould_stop\x18\x01 \x01(\x08\"7\n\x10HeartbeatRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\"(\n\x11HeartbeatResponse\x12\x13\n\x0bshould_stop\x18\x01 \x01(\x08\"\x8f\x01\n\x14\x43ompleteTrialRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12:\n\x11\x66inal_measurement\x18\x03 \x01(\x0b\x32\x1f.pbt_service.api.v1.Measurement\x12\x16\n\x0e\x66\x61ilure_reason\x18\x04 \x01(\t\"G\n\x10StopTrialRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\".\n\x1dGetEarlyStoppingTrialsRequest\x12\r\n\x05study\x18\x01 \x01(\t\"K\n\x1eGetEarlyStoppingTrialsResponse\x12)\n\x06trials\x18\x01 \x03(\x0b\x32\x19.pbt_service.api.v1.Trial\"#\n\x0fGetTrialRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\"\xd5\x01\n\x11ListTrialsRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\x31\n\x08statuses\x18\x02 \x03(\x0e\x32\x1f.pbt_service.api.v1.TrialStatus\x12\x17\n\ngeneration\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x19\n\x11omit_measurements\x18\x07 \x01(\x08\x42\r\n\x0b_generationJ\x04\x08\x04\x10\x05R\x0ehas_generation\"X\n\x12ListTrialsResponse\x12)\n\x06trials\x18\x01 \x03(\x0b\x32\x19.pbt_service.api.v1.Trial\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb5\x0b\n\nPbtService\x12P\n\x0b\x43reateStudy\x12&.pbt_service.api.v1.CreateStudyRequest\x1a\x19.pbt_service.api.v1.Study\x12J\n\x08GetStudy\x12#.pbt_service.api.v1.GetStudyRequest\x1a\x19.pbt_service.api.v1.Study\x12^\n\x0bListStudies\x12&.pbt_service.api.v1.ListStudiesRequest\x1a\'.pbt_service.api.v1.ListStudiesResponse\x12m\n\x10GetNewSuggestion\x12+.pbt_service.api.v1.GetNewSuggestionRequest\x1a,.pbt_service.api.v1.GetNewSuggestionResponse\x12p\n\x11ReportMeasurement\x12,.pbt_service.api.v1.ReportMeasurementRequest\x1a-.pbt_service.api.v1.ReportMeasurementResponse\x12X\n\tHeartbeat\x12$.pbt_service.api.v1.HeartbeatRequest\x1a%.pbt_service.api.v1.HeartbeatResponse\x12T\n\rCompleteTrial\x12(.pbt_service.api.v1.CompleteTrialRequest\x1a\x19.pbt_service.api.v1.Trial\x12L\n\tStopTrial\x12$.pbt_service.api.v1.StopTrialRequest\x1a\x19.pbt_service.api.v1.Trial\x12\x7f\n\x16GetEarlyStoppingTrials\x12\x31.pbt_service.api.v1.GetEarlyStoppingTrialsRequest\x1a\x32.pbt_service.api.v1.GetEarlyStoppingTrialsResponse\x12J\n\x08GetTrial\x12#.pbt_service.api.v1.GetTrialRequest\x1a\x19.pbt_service.api.v1.Trial\x12[\n\nListTrials\x12%.pbt_service.api.v1.ListTrialsRequest\x1a&.pbt_service.api.v1.ListTrialsResponse\x12N\n\nPauseStudy\x12%.pbt_service.api.v1.PauseStudyRequest\x1a\x19.pbt_service.api.v1.Study\x12P\n\x0bResumeStudy\x12&.pbt_service.api.v1.ResumeStudyRequest\x1a\x19.pbt_service.api.v1.Study\x12s\n\x12\x43ollectCheckpoints\x12-.pbt_service.api.v1.CollectCheckpointsRequest\x1a..pbt_service.api.v1.CollectCheckpointsResponse\x12\x88\x01\n\x19\x43onfirmCheckpointsDeleted\x12\x34.pbt_service.api.v1.ConfirmCheckpointsDeletedRequest\x1a\x35.pbt_service.api.v1.ConfirmCheckpointsDeletedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pbt_service/api/v1/pbt_service.proto\x12\x12pbt_service.api.v1\x1a\x1epbt_service/api/v1/study.proto\x1a\x1epbt_service/api/v1/trial.proto\"!\n\x11PauseStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12ResumeStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"T\n\x19\x43ollectCheckpointsRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\x17\n\x0fmax_checkpoints\x18\x03 \x01(\x05\"E\n\x15\x43ollectableCheckpoint\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x0c\n\x04step\x18\x03 \x01(\x03\"\x8c\x01\n\x1a\x43ollectCheckpointsResponse\x12>\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32).pbt_service.api.v1.CollectableCheckpoint\x12\r\n\x05roots\x18\x02 \x03(\t\x12\x0c\n\x04kept\x18\x03 \x01(\x05\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"@\n ConfirmCheckpointsDeletedRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\r\n\x05paths\x18\x02 \x03(\t\"6\n!ConfirmCheckpointsDeletedResponse\x12\x11\n\tconfirmed\x18\x01 \x01(\x05\"S\n\x12\x43reateStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1f.pbt_service.api.v1.StudyConfig\"\x1f\n\x0fGetStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x12ListStudiesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x13ListStudiesResponse\x12*\n\x07studies\x18\x01 \x03(\x0b\x32\x19.pbt_service.api.v1.Study\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x17GetNewSuggestionRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\"\x8c\x01\n\x18GetNewSuggestionResponse\x12)\n\x06trials\x18\x01 \x03(\x0b\x32\x19.pbt_service.api.v1.Trial\x12\x1b\n\x13retry_after_seconds\x18\x02 \x01(\x01\x12\x12\n\nstudy_done\x18\x03 \x01(\x08\x12\x14\n\x0cstudy_paused\x18\x04 \x01(\x08\"u\n\x18ReportMeasurementRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x34\n\x0bmeasurement\x18\x03 \x01(\x0b\x32\x1f.pbt_service.api.v1.Measurement\"0\n\x19ReportMeasurementResponse\x12\x13\n\x0bshould_stop\x18\x01 \x01(\x08\"7\n\x10HeartbeatRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\"(\n\x11HeartbeatResponse\x12\x13\n\x0bshould_stop\x18\x01 \x01(\x08\"\x8f\x01\n\x14\x43ompleteTrialRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12:\n\x11\x66inal_measurement\x18\x03 \x01(\x0b\x32\x1f.pbt_service.api.v1.Measurement\x12\x16\n\x0e\x66\x61ilure_reason\x18\x04 \x01(\t\"G\n\x10StopTrialRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\".\n\x1dGetEarlyStoppingTrialsRequest\x12\r\n\x05study\x18\x01 \x01(\t\"K\n\x1eGetEarlyStoppingTrialsResponse\x12)\n\x06trials\x18\x01 \x03(\x0b\x32\x19.pbt_service.api.v1.Trial\"#\n\x0fGetTrialRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\"\xd5\x01\n\x11ListTrialsRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\x31\n\x08statuses\x18\x02 \x03(\x0e\x32\x1f.pbt_service.api.v1.TrialStatus\x12\x17\n\ngeneration\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x19\n\x11omit_measurements\x18\x07 \x01(\x08\x42\r\n\x0b_generationJ\x04\x08\x04\x10\x05R\x0ehas_generation\"X\n\x12ListTrialsResponse\x12)\n\x06trials\x18\x01 \x03(\x0b\x32\x19.pbt_service.api.v1.Trial\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb5\x0b\n\nPbtService\x12P\n\x0b\x43reateStudy\x12&.pbt_service.api.v1.CreateStudyRequest\x1a\x19.pbt_service.api.v1.Study\x12J\n\x08GetStudy\x12#.pbt_service.api.v1.GetStudyRequest\x1a\x19.pbt_service.api.v1.Study\x12^\n\x0bListStudies\x12&.pbt_service.api.v1.ListStudiesRequest\x1a\'.pbt_service.api.v1.ListStudiesResponse\x12m\n\x10GetNewSuggestion\x12+.pbt_service.api.v1.GetNewSuggestionRequest\x1a,.pbt_service.api.v1.GetNewSuggestionResponse\x12p\n\x11ReportMeasurement\x12,.pbt_service.api.v1.ReportMeasurementRequest\x1a-.pbt_service.api.v1.ReportMeasurementResponse\x12X\n\tHeartbeat\x12$.pbt_service.api.v1.HeartbeatRequest\x1a%.pbt_service.api.v1.HeartbeatResponse\x12T\n\rCompleteTrial\x12(.pbt_service.api.v1.CompleteTrialRequest\x1a\x19.pbt_service.api.v1.Trial\x12L\n\tStopTrial\x12$.pbt_service.api.v1.StopTrialRequest\x1a\x19.pbt_service.api.v1.Trial\x12\x7f\n\x16GetEarlyStoppingTrials\x12\x31.pbt_service.api.v1.GetEarlyStoppingTrialsRequest\x1a\x32.pbt_service.api.v1.GetEarlyStoppingTrialsResponse\x12J\n\x08GetTrial\x12#.pbt_service.api.v1.GetTrialRequest\x1a\x19.pbt_service.api.v1.Trial\x12[\n\nListTrials\x12%.pbt_service.api.v1.ListTrialsRequest\x1a&.pbt_service.api.v1.ListTrialsResponse\x12N\n\nPauseStudy\x12%.pbt_service.api.v1.PauseStudyRequest\x1a\x19.pbt_service.api.v1.Study\x12P\n\x0bResumeStudy\x12&.pbt_service.api.v1.ResumeStudyRequest\x1a\x19.pbt_service.api.v1.Study\x12s\n\x12\x43ollectCheckpoints\x12-.pbt_service.api.v1.CollectCheckpointsRequest\x1a..pbt_service.api.v1.CollectCheckpointsResponse\x12\x88\x01\n\x19\x43onfirmCheckpointsDeleted\x12\x34.pbt_service.api.v1.ConfirmCheckpointsDeletedRequest\x1a\x35.pbt_service.api.v1.ConfirmCheckpointsDeletedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,35 +52,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTUDYREQUEST']._serialized_start=702
   _globals['_GETSTUDYREQUEST']._serialized_end=733
   _globals['_LISTSTUDIESREQUEST']._serialized_start=735
-  _globals['_LISTSTUDIESREQUEST']._serialized_end=755
-  _globals['_LISTSTUDIESRESPONSE']._serialized_start=757
-  _globals['_LISTSTUDIESRESPONSE']._serialized_end=822
-  _globals['_GETNEWSUGGESTIONREQUEST']._serialized_start=824
-  _globals['_GETNEWSUGGESTIONREQUEST']._serialized_end=898
-  _globals['_GETNEWSUGGESTIONRESPONSE']._serialized_start=901
-  _globals['_GETNEWSUGGESTIONRESPONSE']._serialized_end=1041
-  _globals['_REPORTMEASUREMENTREQUEST']._serialized_start=1043
-  _globals['_REPORTMEASUREMENTREQUEST']._serialized_end=1160
-  _globals['_REPORTMEASUREMENTRESPONSE']._serialized_start=1162
-  _globals['_REPORTMEASUREMENTRESPONSE']._serialized_end=1210
-  _globals['_HEARTBEATREQUEST']._serialized_start=1212
-  _globals['_HEARTBEATREQUEST']._serialized_end=1267
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1269
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1309
-  _globals['_COMPLETETRIALREQUEST']._serialized_start=1312
-  _globals['_COMPLETETRIALREQUEST']._serialized_end=1455
-  _globals['_STOPTRIALREQUEST']._serialized_start=1457
-  _globals['_STOPTRIALREQUEST']._serialized_end=1528
-  _globals['_GETEARLYSTOPPINGTRIALSREQUEST']._serialized_start=1530
-  _globals['_GETEARLYSTOPPINGTRIALSREQUEST']._serialized_end=1576
-  _globals['_GETEARLYSTOPPINGTRIALSRESPONSE']._serialized_start=1578
-  _globals['_GETEARLYSTOPPINGTRIALSRESPONSE']._serialized_end=1653
-  _globals['_GETTRIALREQUEST']._serialized_start=1655
-  _globals['_GETTRIALREQUEST']._serialized_end=1690
-  _globals['_LISTTRIALSREQUEST']._serialized_start=1693
-  _globals['_LISTTRIALSREQUEST']._serialized_end=1906
-  _globals['_LISTTRIALSRESPONSE']._serialized_start=1908
-  _globals['_LISTTRIALSRESPONSE']._serialized_end=1996
-  _globals['_PBTSERVICE']._serialized_start=1999
-  _globals['_PBTSERVICE']._serialized_end=3460
+  _globals['_LISTSTUDIESREQUEST']._serialized_end=794
+  _globals['_LISTSTUDIESRESPONSE']._serialized_start=796
+  _globals['_LISTSTUDIESRESPONSE']._serialized_end=886
+  _globals['_GETNEWSUGGESTIONREQUEST']._serialized_start=888
+  _globals['_GETNEWSUGGESTIONREQUEST']._serialized_end=962
+  _globals['_GETNEWSUGGESTIONRESPONSE']._serialized_start=965
+  _globals['_GETNEWSUGGESTIONRESPONSE']._serialized_end=1105
+  _globals['_REPORTMEASUREMENTREQUEST']._serialized_start=1107
+  _globals['_REPORTMEASUREMENTREQUEST']._serialized_end=1224
+  _globals['_REPORTMEASUREMENTRESPONSE']._serialized_start=1226
+  _globals['_REPORTMEASUREMENTRESPONSE']._serialized_end=1274
+  _globals['_HEARTBEATREQUEST']._serialized_start=1276
+  _globals['_HEARTBEATREQUEST']._serialized_end=1331
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1333
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1373
+  _globals['_COMPLETETRIALREQUEST']._serialized_start=1376
+  _globals['_COMPLETETRIALREQUEST']._serialized_end=1519
+  _globals['_STOPTRIALREQUEST']._serialized_start=1521
+  _globals['_STOPTRIALREQUEST']._serialized_end=1592
+  _globals['_GETEARLYSTOPPINGTRIALSREQUEST']._serialized_start=1594
+  _globals['_GETEARLYSTOPPINGTRIALSREQUEST']._serialized_end=1640
+  _globals['_GETEARLYSTOPPINGTRIALSRESPONSE']._serialized_start=1642
+  _globals['_GETEARLYSTOPPINGTRIALSRESPONSE']._serialized_end=1717
+  _globals['_GETTRIALREQUEST']._serialized_start=1719
+  _globals['_GETTRIALREQUEST']._serialized_end=1754
+  _globals['_LISTTRIALSREQUEST']._serialized_start=1757
+  _globals['_LISTTRIALSREQUEST']._serialized_end=1970
+  _globals['_LISTTRIALSRESPONSE']._serialized_start=1972
+  _globals['_LISTTRIALSRESPONSE']._serialized_end=2060
+  _globals['_PBTSERVICE']._serialized_start=2063
+  _globals['_PBTSERVICE']._serialized_end=3524
 # @@protoc_insertion_point(module_scope)

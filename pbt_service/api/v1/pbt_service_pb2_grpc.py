@@ -133,7 +133,7 @@ class PbtServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListStudies(self, request, context):
-        """Lists studies by name.
+        """Lists studies by name, paged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

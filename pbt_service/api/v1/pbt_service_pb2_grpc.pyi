@@ -40,7 +40,7 @@ class PbtServiceStub:
     GetStudy: _grpc.UnaryUnaryMultiCallable[_pbt_service_pb2.GetStudyRequest, _study_pb2.Study]
     """Returns a study. NOT_FOUND if unknown."""
     ListStudies: _grpc.UnaryUnaryMultiCallable[_pbt_service_pb2.ListStudiesRequest, _pbt_service_pb2.ListStudiesResponse]
-    """Lists studies by name."""
+    """Lists studies by name, paged."""
     GetNewSuggestion: _grpc.UnaryUnaryMultiCallable[_pbt_service_pb2.GetNewSuggestionRequest, _pbt_service_pb2.GetNewSuggestionResponse]
     """Hands trials to a worker. A worker that asks again gets its active trials back."""
     ReportMeasurement: _grpc.UnaryUnaryMultiCallable[_pbt_service_pb2.ReportMeasurementRequest, _pbt_service_pb2.ReportMeasurementResponse]
@@ -78,7 +78,7 @@ class PbtServiceAsyncStub(PbtServiceStub):
     GetStudy: _aio.UnaryUnaryMultiCallable[_pbt_service_pb2.GetStudyRequest, _study_pb2.Study]  # type: ignore[assignment]
     """Returns a study. NOT_FOUND if unknown."""
     ListStudies: _aio.UnaryUnaryMultiCallable[_pbt_service_pb2.ListStudiesRequest, _pbt_service_pb2.ListStudiesResponse]  # type: ignore[assignment]
-    """Lists studies by name."""
+    """Lists studies by name, paged."""
     GetNewSuggestion: _aio.UnaryUnaryMultiCallable[_pbt_service_pb2.GetNewSuggestionRequest, _pbt_service_pb2.GetNewSuggestionResponse]  # type: ignore[assignment]
     """Hands trials to a worker. A worker that asks again gets its active trials back."""
     ReportMeasurement: _aio.UnaryUnaryMultiCallable[_pbt_service_pb2.ReportMeasurementRequest, _pbt_service_pb2.ReportMeasurementResponse]  # type: ignore[assignment]
@@ -131,7 +131,7 @@ class PbtServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _pbt_service_pb2.ListStudiesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_pbt_service_pb2.ListStudiesResponse, _abc.Awaitable[_pbt_service_pb2.ListStudiesResponse]]:
-        """Lists studies by name."""
+        """Lists studies by name, paged."""
 
     @_abc_1.abstractmethod
     def GetNewSuggestion(
