@@ -71,8 +71,8 @@ MAX_MEASUREMENT_BYTES = 8 * 1024
 MAX_MEASUREMENTS_PER_TRIAL = 256
 """Measurements per trial (a trial is one training session between two exploit steps): 257 (one
 more may come with CompleteTrial) of `MAX_MEASUREMENT_BYTES` keep the largest trial near 2.2 MiB,
-under `MAX_REPLY_BYTES`. A report beyond it is to be FAILED_PRECONDITION; that check belongs to
-`controller.reports` and is pending."""
+under `MAX_REPLY_BYTES`. A report of a new step beyond it is FAILED_PRECONDITION; the store's
+insert checks the count in the same statement."""
 
 MAX_CONFIG_BYTES = 1024 * 1024
 """Encoded size of a StudyConfig: a Study reply is the config and a few small fields, so every

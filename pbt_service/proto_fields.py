@@ -98,7 +98,7 @@ class ProtoFields:
                 if not message.HasField(name):
                     continue
                 if descriptor.message_type.full_name == _TIMESTAMP:
-                    kwargs[name] = item.ToDatetime(tzinfo=timezone.utc)
+                    kwargs[name] = _datetime(item, f"{path}.{name}")
                 else:
                     nested = _element_class(hints[name])
                     kwargs[name] = nested(**self.from_message(item, nested, f"{path}.{name}"))
@@ -136,6 +136,15 @@ def timestamp_to_proto(value: datetime | None) -> Timestamp:
     if value is not None:
         stamp.FromDatetime(value.astimezone(timezone.utc))
     return stamp
+
+
+def _datetime(stamp: Timestamp, path: str) -> datetime:
+    """The timestamp as an aware UTC datetime; InvalidArgumentError naming `path` for seconds or
+    nanos outside what a Timestamp (years 1 to 9999) or a datetime can hold."""
+    try:
+        return stamp.ToDatetime(tzinfo=timezone.utc)
+    except (ValueError, OverflowError) as error:
+        raise InvalidArgumentError(f"{path}: not a valid timestamp ({str(error)[:80]})") from None
 
 
 def _is_map(descriptor: FieldDescriptor) -> bool:

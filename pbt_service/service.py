@@ -96,11 +96,13 @@ class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
         collection = self._app.collect_checkpoints(
             name, dry_run=request.dry_run, limit=limit, timeout_s=_timeout(context)
         )
+        checkpoints = [
+            pb.CollectableCheckpoint(path=c.path, trial_id=c.trial_id, step=c.step) for c in collection.checkpoints
+        ]
+        fitting = _fitting(checkpoints)
         return pb.CollectCheckpointsResponse(
-            checkpoints=[
-                pb.CollectableCheckpoint(path=c.path, trial_id=c.trial_id, step=c.step) for c in collection.checkpoints
-            ],
-            roots=collection.roots, kept=collection.kept, truncated=collection.truncated,
+            checkpoints=checkpoints[:fitting], roots=collection.roots, kept=collection.kept,
+            truncated=collection.truncated or fitting < len(checkpoints),
         )  # fmt: skip
 
     @rpc_errors
@@ -121,7 +123,11 @@ class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
         worker = validation.worker_id(request.worker_id)
         wanted = validation.count(request.count)
         suggestion = self._app.suggest(name, worker, wanted, timeout_s=_timeout(context))
-        response = pb.GetNewSuggestionResponse(trials=[converters.trial_to_proto(t) for t in suggestion.trials])
+        # Without measurements (a worker trains a held trial again from its warm start), so `count`
+        # trials of bounded size fit in a reply.
+        response = pb.GetNewSuggestionResponse(
+            trials=[converters.trial_to_proto(t, with_measurements=False) for t in suggestion.trials]
+        )
         if suggestion.study_done:
             response.study_done = True
         elif not suggestion.trials:
@@ -173,7 +179,10 @@ class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
     ) -> pb.GetEarlyStoppingTrialsResponse:
         name = validation.study_name(request.study, "study")
         trials = self._app.early_stopping_trials(name, timeout_s=_timeout(context))
-        return pb.GetEarlyStoppingTrialsResponse(trials=[converters.trial_to_proto(t) for t in trials])
+        # All of them are marked; the reply names as many as fit (their workers hear should_stop
+        # on their next report or heartbeat either way).
+        replies = [converters.trial_to_proto(t, with_measurements=False) for t in trials]
+        return pb.GetEarlyStoppingTrialsResponse(trials=replies[: _fitting(replies)])
 
     # --- queries ---
     @rpc_errors

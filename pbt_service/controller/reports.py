@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from pbt_service import limits
 from pbt_service.controller import leases
 from pbt_service.controller.validation import objective_metrics
 from pbt_service.core import early_stopping
@@ -33,7 +34,8 @@ def report(
     config = trial.config
     objective_metrics(config, measurement, "measurement")
     require_under_roots(measurement.checkpoint_path, config.checkpoints.roots, "measurement.checkpoint_path")
-    if not tx.add_measurement(trial_id, measurement, now) or trial.stop_requested:
+    recorded = tx.add_measurement(trial_id, measurement, now, max_measurements=limits.MAX_MEASUREMENTS_PER_TRIAL)
+    if not recorded or trial.stop_requested:
         return trial.stop_requested
     if not config.algorithm.median_stopping.enabled:
         return False

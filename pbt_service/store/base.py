@@ -166,9 +166,12 @@ class Transaction(abc.ABC):
         the trial carries only its final one."""
 
     @abc.abstractmethod
-    def add_measurement(self, trial_id: int, measurement: Measurement, now: datetime) -> bool:
-        """Records a measurement; False (and no change) if the step exists. Raises NotFoundError.
-        The lease is the caller's to renew (`renew_lease`)."""
+    def add_measurement(
+        self, trial_id: int, measurement: Measurement, now: datetime, *, max_measurements: int = 2**31 - 1
+    ) -> bool:
+        """Records a measurement at time `now` (its own `create_time` is ignored); False (and no
+        change) if the step exists. Raises NotFoundError, and TrialFullError when the trial
+        already holds `max_measurements`. The lease is the caller's to renew (`renew_lease`)."""
 
     @abc.abstractmethod
     def heartbeat(self, trial_id: int, now: datetime) -> None:

@@ -13,7 +13,7 @@ from pbt_service.core.errors import (
 
 __all__ = [
     "AlreadyExistsError", "DatabaseConfigError", "NotFoundError", "SchemaOutdatedError", "StoreError",
-    "TrialStateError", "UnavailableError",
+    "TrialFullError", "TrialStateError", "UnavailableError",
 ]
 
 
@@ -35,3 +35,7 @@ class SchemaOutdatedError(StoreError):
 class TrialStateError(StoreError, FailedPreconditionError):
     """A trial is not in the state a change needs: not ACTIVE, or nothing to complete with
     (FAILED_PRECONDITION)."""
+
+
+class TrialFullError(StoreError, FailedPreconditionError):
+    """A trial already holds the most measurements a trial may (FAILED_PRECONDITION)."""

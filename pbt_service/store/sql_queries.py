@@ -19,6 +19,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    cast,
     exists,
     func,
     insert,
@@ -313,25 +314,42 @@ complete_with_latest = _end_active(
 """Ends an ACTIVE trial with its latest measurement as the final one."""
 
 
-def _insert_measurement(dialect_insert: Callable[[Table], Any]) -> Any:
+_MEASUREMENT_VALUES = (
+    ("trial_id", "p_trial"), ("step", "p_step"), ("checkpoint_path", "p_path"),
+    ("elapsed_seconds", "p_elapsed"), ("create_time", "p_created"),
+)  # fmt: skip
+_measurements_held = (
+    select(func.count()).where(MEASUREMENTS.c.trial_id == bindparam("p_trial")).scalar_subquery()
+)
+
+
+def _insert_measurement(dialect_insert: Callable[[Table], Any], *, cast_values: bool) -> Any:
+    """INSERT ... SELECT of one measurement unless its step exists or the trial already holds
+    `p_limit` measurements (one statement, so the limit holds under concurrent reports too).
+    PostgreSQL types the selected parameters by CAST; SQLite, which would turn a CAST of a
+    timestamp to DATETIME into a number, takes them as they are."""
+    values = [
+        cast(bindparam(param, type_=MEASUREMENTS.c[column].type), MEASUREMENTS.c[column].type)
+        if cast_values
+        else bindparam(param, type_=MEASUREMENTS.c[column].type)
+        for column, param in _MEASUREMENT_VALUES
+    ]
     return (
         dialect_insert(MEASUREMENTS)
-        .values(
-            trial_id=bindparam("p_trial"),
-            step=bindparam("p_step"),
-            checkpoint_path=bindparam("p_path"),
-            elapsed_seconds=bindparam("p_elapsed"),
-            create_time=bindparam("p_created", type_=MEASUREMENTS.c.create_time.type),
+        .from_select(
+            [column for column, _ in _MEASUREMENT_VALUES],
+            select(*values).where(_measurements_held < bindparam("p_limit")),
         )
         .on_conflict_do_nothing(index_elements=["trial_id", "step"])
         .returning(MEASUREMENTS.c.id)
     )
 
 
-insert_measurement_sqlite = _insert_measurement(sqlite.insert)
-"""Inserts a measurement unless its step exists; returns its id (no row for a repeat)."""
+insert_measurement_sqlite = _insert_measurement(sqlite.insert, cast_values=False)
+"""Inserts a measurement unless its step exists or the trial is full; returns its id (no row
+otherwise)."""
 
-_new_measurement = _insert_measurement(postgresql.insert).cte("new_measurement")
+_new_measurement = _insert_measurement(postgresql.insert, cast_values=True).cte("new_measurement")
 insert_measurement_with_metrics_postgresql = select(_new_measurement.c.id).add_cte(
     insert(METRICS)
     .from_select(
@@ -346,6 +364,10 @@ insert_measurement_with_metrics_postgresql = select(_new_measurement.c.id).add_c
 )
 """The same with its metrics (parallel name and value arrays, NULL for NaN) in one round trip;
 the metrics are written only when the measurement is new."""
+
+step_recorded = select(MEASUREMENTS.c.id).where(
+    MEASUREMENTS.c.trial_id == bindparam("p_trial"), MEASUREMENTS.c.step == bindparam("p_step")
+)
 
 create_trial_postgresql = text(
     """

@@ -28,7 +28,7 @@ from pbt_service.core.types import (
 from pbt_service.store import sql_queries as q
 from pbt_service.store.base import LEASE_EXPIRED, CollectionView, SuggestionHead, Transaction, TrialState
 from pbt_service.store.config_json import config_from_json, config_to_json
-from pbt_service.store.errors import AlreadyExistsError, NotFoundError, TrialStateError
+from pbt_service.store.errors import AlreadyExistsError, NotFoundError, TrialFullError, TrialStateError
 from pbt_service.store.sql_queries import ACTIVE, COMPLETED
 from pbt_service.store.sql_rows import (
     CHUNK,
@@ -45,6 +45,9 @@ from pbt_service.store.sql_rows import (
     trial_from_joined_rows,
     utc,
 )
+
+NO_LIMIT = 2**31 - 1
+"""A measurement limit that never binds (a final measurement added by CompleteTrial)."""
 
 
 class SqlTransaction(Transaction):
@@ -275,8 +278,17 @@ class SqlTransaction(Transaction):
         (trial,) = load_trials(self._db, [row], row.study_name, full=with_measurements)
         return trial
 
-    def add_measurement(self, trial_id: int, measurement: Measurement, now: datetime) -> bool:
-        return self._insert_measurement(trial_id, measurement, utc(now)) is not None
+    def add_measurement(
+        self, trial_id: int, measurement: Measurement, now: datetime, *, max_measurements: int = NO_LIMIT
+    ) -> bool:
+        if self._insert_measurement(trial_id, measurement, utc(now), max_measurements) is not None:
+            return True
+        if self._db.scalar(q.step_recorded, {"p_trial": trial_id, "p_step": measurement.step}) is not None:
+            return False
+        raise TrialFullError(
+            f"trial {trial_id} already holds {max_measurements} measurements, the most a trial may hold; "
+            "complete it (a trial is one session between exploit steps)"
+        )
 
     def heartbeat(self, trial_id: int, now: datetime) -> None:
         if self._db.scalar(q.renew_lease, {"p_trial": trial_id, "p_now": utc(now)}) is None:
@@ -420,14 +432,16 @@ class SqlTransaction(Transaction):
                 update(STUDIES).where(STUDIES.c.id == study_id).values(stopped_count=STUDIES.c.stopped_count + 1)
             )
 
-    def _insert_measurement(self, trial_id: int, measurement: Measurement, now: datetime) -> int | None:
-        """Inserts a measurement unless its step exists (atomically); returns its id or None.
-        Raises NotFoundError for an unknown trial (the only foreign key the insert can break).
-        One round trip on PostgreSQL, two on SQLite."""
+    def _insert_measurement(
+        self, trial_id: int, measurement: Measurement, now: datetime, limit: int = NO_LIMIT
+    ) -> int | None:
+        """Inserts a measurement unless its step exists or the trial holds `limit` measurements
+        (atomically); returns its id or None. Its time is `now`, the service's, never the
+        caller's. Raises NotFoundError for an unknown trial (the only foreign key the insert can
+        break). One round trip on PostgreSQL, two on SQLite."""
         values = {
             "p_trial": trial_id, "p_step": measurement.step, "p_path": measurement.checkpoint_path,
-            "p_elapsed": measurement.elapsed_seconds,
-            "p_created": utc(measurement.create_time) if measurement.create_time else now,
+            "p_elapsed": measurement.elapsed_seconds, "p_created": now, "p_limit": limit,
         }  # fmt: skip
         metrics = [(name, None if math.isnan(v) else float(v)) for name, v in measurement.metrics.items()]
         try:

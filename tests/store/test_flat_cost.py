@@ -49,7 +49,7 @@ STATEMENTS: dict[str, tuple[Executable, dict[str, Any]]] = {
     "insert_measurement_with_metrics_postgresql": (
         q.insert_measurement_with_metrics_postgresql,
         {
-            "p_trial": LAST, "p_step": 10**6, "p_path": "", "p_elapsed": 0.0, "p_created": NOW,
+            "p_trial": LAST, "p_step": 10**6, "p_path": "", "p_elapsed": 0.0, "p_created": NOW, "p_limit": 256,
             "p_names": ["m"], "p_values": [1.0],
         },
     ),

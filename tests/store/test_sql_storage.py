@@ -181,11 +181,12 @@ class TestMeasurements:
         assert {k: v for k, v in loaded.metrics.items() if k != "nan"} == {
             k: v for k, v in metrics.items() if k != "nan"
         }
+        # The time is the service's (`now`), never the one the caller sent.
         assert (loaded.step, loaded.checkpoint_path, loaded.elapsed_seconds, loaded.create_time) == (
             7,
             "/c/7",
             1.5,
-            stamp,
+            NOW,
         )
         assert not loaded.is_finite(("nan",)) and loaded.is_finite(("x",))
 
