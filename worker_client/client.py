@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -23,6 +23,15 @@ from worker_client.settings import ClientSettings
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+
+
+class _Page(Protocol):
+    """A reply of a paged list call."""
+
+    next_page_token: str
+
+
+P = TypeVar("P", bound=_Page)
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 MAX_BACKOFF_SECONDS = 2.0
 CHANNEL_OPTIONS = (
@@ -157,14 +166,8 @@ class PbtClient:
 
     def list_studies(self) -> list[Study]:
         """Every study, by name (follows every page)."""
-        request = pb.ListStudiesRequest()
-        studies: list[Study] = []
-        while True:
-            reply = self._call(self._stub.ListStudies, request)
-            studies.extend(converters.study_from_proto(s) for s in reply.studies)
-            if not reply.next_page_token:
-                return studies
-            request.page_token = reply.next_page_token
+        replies = self._pages(self._stub.ListStudies, pb.ListStudiesRequest())
+        return [converters.study_from_proto(s) for reply in replies for s in reply.studies]
 
     def pause_study(self, name: str) -> Study:
         """No new trials until `resume_study`; active ones may finish. FAILED_PRECONDITION when done."""
@@ -259,10 +262,14 @@ class PbtClient:
             page_size=page_size,
             omit_measurements=not with_measurements,
         )
-        trials: list[Trial] = []
+        replies = self._pages(self._stub.ListTrials, request)
+        return [converters.trial_from_proto(t) for reply in replies for t in reply.trials]
+
+    def _pages(self, method: Callable[..., P], request: Any) -> Iterator[P]:
+        """Every reply of a paged list call, following `next_page_token` to the end."""
         while True:
-            reply = self._call(self._stub.ListTrials, request)
-            trials.extend(converters.trial_from_proto(t) for t in reply.trials)
+            reply = self._call(method, request)
+            yield reply
             if not reply.next_page_token:
-                return trials
+                return
             request.page_token = reply.next_page_token
