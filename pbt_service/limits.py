@@ -14,6 +14,7 @@ Stdlib and `pbt_service.core` only, so the core and the client may import it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sized
 
 from pbt_service.core import checkpoint_paths
 from pbt_service.core.errors import InvalidArgumentError
@@ -144,6 +145,12 @@ def quote(value: str) -> str:
     if len(value) <= QUOTE_PREFIX:
         return repr(value)
     return repr(value[:QUOTE_PREFIX]) + "…"
+
+
+def check_count(items: Sized, limit: int, field: str, noun: str) -> None:
+    """At most `limit` items in a repeated field. Raises InvalidArgumentError naming `field`."""
+    if len(items) > limit:
+        raise InvalidArgumentError(f"{field}: {len(items)} {noun}; at most {limit} are allowed")
 
 
 def check_name(value: str, field: str) -> str:

@@ -8,6 +8,7 @@ the caller's deadline, less a margin for the reply.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -21,6 +22,8 @@ from pbt_service.grpc_errors import rpc_errors
 
 __all__ = ["DEADLINE_MARGIN", "PbtServicer"]
 
+M = TypeVar("M", bound=Message)
+C = TypeVar("C", int, str)
 DEADLINE_MARGIN = 0.9
 """The share of a call's remaining deadline the database may use, leaving time for the reply."""
 
@@ -39,6 +42,17 @@ def _fitting(items: Sequence[Message]) -> int:
         if used > limits.MAX_REPLY_BYTES and i > 0:
             return i
     return len(items)
+
+
+def _page(
+    items: list[M], cursors: Sequence[C], next_after: C | None, kind: str
+) -> tuple[list[M], str]:
+    """The items of a list page that fit the byte budget, and the token that continues after the
+    last one kept (after `next_after` when all fit; "" at the end). `cursors[i]` is item i's."""
+    fitting = _fitting(items)
+    if fitting < len(items):
+        return items[:fitting], validation.page_token_for(kind, cursors[fitting - 1])
+    return items, "" if next_after is None else validation.page_token_for(kind, next_after)
 
 
 class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
@@ -67,14 +81,11 @@ class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
         size = validation.page_size(request.page_size)
         after = validation.studies_page_token(request.page_token)
         page = self._app.list_studies(after_name=after, page_size=size, timeout_s=_timeout(context))
-        studies = [converters.study_to_proto(s) for s in page.studies]
-        fitting = _fitting(studies)
-        response = pb.ListStudiesResponse(studies=studies[:fitting])
-        if fitting < len(studies):
-            response.next_page_token = validation.page_token_for("studies", page.studies[fitting - 1].name)
-        elif page.next_after is not None:
-            response.next_page_token = validation.page_token_for("studies", page.next_after)
-        return response
+        studies, token = _page(
+            [converters.study_to_proto(s) for s in page.studies], [s.name for s in page.studies], page.next_after,
+            "studies",
+        )  # fmt: skip
+        return pb.ListStudiesResponse(studies=studies, next_page_token=token)
 
     @rpc_errors
     def PauseStudy(self, request: pb.PauseStudyRequest, context: grpc.ServicerContext) -> study_pb2.Study:
@@ -202,11 +213,8 @@ class PbtServicer(pbt_service_pb2_grpc.PbtServiceServicer):
             name, statuses=statuses, generation=generation, after_number=after, page_size=size,
             with_measurements=with_measurements, timeout_s=_timeout(context),
         )  # fmt: skip
-        trials = [converters.trial_to_proto(t, with_measurements=with_measurements) for t in page.trials]
-        fitting = _fitting(trials)
-        response = pb.ListTrialsResponse(trials=trials[:fitting])
-        if fitting < len(trials):
-            response.next_page_token = validation.page_token_for("trials", page.trials[fitting - 1].number)
-        elif page.next_after is not None:
-            response.next_page_token = validation.page_token_for("trials", page.next_after)
-        return response
+        trials, token = _page(
+            [converters.trial_to_proto(t, with_measurements=with_measurements) for t in page.trials],
+            [t.number for t in page.trials], page.next_after, "trials",
+        )  # fmt: skip
+        return pb.ListTrialsResponse(trials=trials, next_page_token=token)

@@ -55,21 +55,22 @@ def trial_id(value: int, field: str = "trial_id") -> int:
 
 
 def count(value: int) -> int:
-    if value < 0 or value > limits.MAX_COUNT:
-        raise InvalidArgumentError(f"count: must be between 0 and {limits.MAX_COUNT}, got {value}")
-    return value or 1
+    return _how_many(value, "count", limits.MAX_COUNT, 1)
 
 
 def page_size(value: int) -> int:
-    if value < 0 or value > limits.MAX_PAGE_SIZE:
-        raise InvalidArgumentError(f"page_size: must be between 0 and {limits.MAX_PAGE_SIZE}, got {value}")
-    return value or limits.DEFAULT_PAGE_SIZE
+    return _how_many(value, "page_size", limits.MAX_PAGE_SIZE, limits.DEFAULT_PAGE_SIZE)
 
 
 def max_checkpoints(value: int) -> int:
-    if value < 0 or value > limits.MAX_CHECKPOINTS:
-        raise InvalidArgumentError(f"max_checkpoints: must be between 0 and {limits.MAX_CHECKPOINTS}, got {value}")
-    return value or limits.DEFAULT_CHECKPOINTS
+    return _how_many(value, "max_checkpoints", limits.MAX_CHECKPOINTS, limits.DEFAULT_CHECKPOINTS)
+
+
+def _how_many(value: int, field: str, most: int, default: int) -> int:
+    """A requested number of items: 0 (unset) means `default`, otherwise 1 to `most`."""
+    if value < 0 or value > most:
+        raise InvalidArgumentError(f"{field}: must be between 0 and {most}, got {value}")
+    return value or default
 
 
 def checkpoint_paths(values: Sequence[str], field: str = "paths") -> list[str]:
@@ -106,10 +107,7 @@ def measurement(message: trial_pb2.Measurement, field: str = "measurement") -> M
     """A reported measurement: at most `MAX_METRICS_PER_MEASUREMENT` metrics with valid names, a
     checkpoint path within `MAX_PATH_LENGTH` and without control characters, and an encoding
     within `MAX_MEASUREMENT_BYTES` (what bounds a trial's reply)."""
-    if len(message.metrics) > limits.MAX_METRICS_PER_MEASUREMENT:
-        raise InvalidArgumentError(
-            f"{field}.metrics: {len(message.metrics)} metrics; at most {limits.MAX_METRICS_PER_MEASUREMENT} are allowed"
-        )
+    limits.check_count(message.metrics, limits.MAX_METRICS_PER_MEASUREMENT, f"{field}.metrics", "metrics")
     limits.check_text(message.checkpoint_path, f"{field}.checkpoint_path", limits.MAX_PATH_LENGTH)
     for name in sorted(message.metrics):
         limits.check_name(name, f"{field}.metrics")

@@ -32,8 +32,6 @@ _DOMAIN_FIELD = {
     ParameterType.CATEGORICAL: "categorical",
 }
 
-MAX_KEEP_BEST = limits.MAX_KEEP_BEST
-
 
 def validate_config(config: StudyConfig) -> None:
     """Reject a study config the engine cannot run.
@@ -55,10 +53,7 @@ def validate_config(config: StudyConfig) -> None:
     _validate_parameters(config.parameters)
     _validate_objectives(config.objectives)
     _validate_algorithm(config.algorithm)
-    if not 0 <= config.checkpoints.keep_best <= MAX_KEEP_BEST:
-        raise InvalidArgumentError(
-            f"config.checkpoints.keep_best: must be between 0 and {MAX_KEEP_BEST}, got {config.checkpoints.keep_best}"
-        )
+    _in_range(config.checkpoints.keep_best, 0, limits.MAX_KEEP_BEST, "config.checkpoints.keep_best")
 
 
 def topological_order(parameters: Sequence[ParameterSpec]) -> tuple[ParameterSpec, ...]:
@@ -160,10 +155,7 @@ def _cycle_text(parameters: Sequence[ParameterSpec]) -> str:
 def _validate_parameters(parameters: Sequence[ParameterSpec]) -> None:
     if not parameters:
         raise InvalidArgumentError("config.parameters: at least one parameter is required")
-    if len(parameters) > limits.MAX_PARAMETERS:
-        raise InvalidArgumentError(
-            f"config.parameters: {len(parameters)} parameters; at most {limits.MAX_PARAMETERS} are allowed"
-        )
+    limits.check_count(parameters, limits.MAX_PARAMETERS, "config.parameters", "parameters")
     seen: set[str] = set()
     for i, p in enumerate(parameters):
         path = f"config.parameters[{i}]"
@@ -202,10 +194,7 @@ def _validate_domain(p: ParameterSpec, path: str) -> None:
             raise InvalidArgumentError(f"{path}: the log scale requires low > 0, got {p.low}")
         return
     values = f"{path}.values"
-    if len(p.values) > limits.MAX_VALUES_PER_PARAMETER:
-        raise InvalidArgumentError(
-            f"{values}: {len(p.values)} values; at most {limits.MAX_VALUES_PER_PARAMETER} are allowed"
-        )
+    limits.check_count(p.values, limits.MAX_VALUES_PER_PARAMETER, values, "values")
     if p.type is ParameterType.DISCRETE:
         if len(p.values) < 2:
             raise InvalidArgumentError(f"{values}: at least two values are required")
@@ -258,10 +247,7 @@ def _validate_condition(p: ParameterSpec, by_name: dict[str, ParameterSpec], pat
                                    "discrete parameters can be parents")
     if not c.values:
         raise InvalidArgumentError(f"{path}.values: at least one parent value is required")
-    if len(c.values) > limits.MAX_VALUES_PER_PARAMETER:
-        raise InvalidArgumentError(
-            f"{path}.values: {len(c.values)} values; at most {limits.MAX_VALUES_PER_PARAMETER} are allowed"
-        )
+    limits.check_count(c.values, limits.MAX_VALUES_PER_PARAMETER, f"{path}.values", "values")
     for v in c.values:
         if not _is_legal(parent, v):
             shown = limits.quote(v) if isinstance(v, str) else repr(v)
@@ -281,10 +267,7 @@ def _is_legal(parent: ParameterSpec, v: ParamValue) -> bool:
 def _validate_objectives(objectives: Sequence[Objective]) -> None:
     if not objectives:
         raise InvalidArgumentError("config.objectives: at least one objective is required")
-    if len(objectives) > limits.MAX_OBJECTIVES:
-        raise InvalidArgumentError(
-            f"config.objectives: {len(objectives)} objectives; at most {limits.MAX_OBJECTIVES} are allowed"
-        )
+    limits.check_count(objectives, limits.MAX_OBJECTIVES, "config.objectives", "objectives")
     seen: set[str] = set()
     for i, o in enumerate(objectives):
         limits.check_name(o.metric, f"config.objectives[{i}].metric")
@@ -300,11 +283,7 @@ def _validate_algorithm(a: AlgorithmConfig) -> None:
     factors = a.perturbation_factors
     if not factors:
         raise InvalidArgumentError(f"{path}.perturbation_factors: at least one factor is required")
-    if len(factors) > limits.MAX_PERTURBATION_FACTORS:
-        raise InvalidArgumentError(
-            f"{path}.perturbation_factors: {len(factors)} factors; "
-            f"at most {limits.MAX_PERTURBATION_FACTORS} are allowed"
-        )
+    limits.check_count(factors, limits.MAX_PERTURBATION_FACTORS, f"{path}.perturbation_factors", "factors")
     for j, f in enumerate(factors):
         if not (_is_number(f) and math.isfinite(f) and 0 < f <= limits.MAX_PERTURBATION_FACTOR):
             raise InvalidArgumentError(
