@@ -16,6 +16,8 @@ from pbt_service.core.types import (
     CheckpointState,
     Comparison,
     Condition,
+    ExploreConfig,
+    ExploreStrategy,
     Goal,
     HParams,
     Measurement,
@@ -23,8 +25,12 @@ from pbt_service.core.types import (
     Objective,
     ParameterSpec,
     ParameterType,
+    OpponentStrategy,
     ParamValue,
     Scale,
+    SelectionConfig,
+    SelectionScore,
+    SelectionStrategy,
     Study,
     StudyConfig,
     StudyState,
@@ -41,8 +47,9 @@ from worker_client.worker import Worker
 
 __all__ = [
     "AlgorithmConfig", "CheckpointPolicy", "CheckpointState", "ClientSettings", "Comparison", "Condition",
-    "Evaluator", "Goal", "HParams", "Job", "Measurement", "MedianStopping", "Objective", "ParameterSpec",
-    "ParameterType", "ParamValue", "PbtClient", "Scale", "SettingsError", "StopSignal", "Study", "StudyConfig",
+    "Evaluator", "ExploreConfig", "ExploreStrategy", "Goal", "HParams", "Job", "Measurement", "MedianStopping", "Objective", "ParameterSpec",
+    "OpponentStrategy", "ParameterType", "ParamValue", "PbtClient", "Scale",
+    "SelectionConfig", "SelectionScore", "SelectionStrategy", "SettingsError", "StopSignal", "Study", "StudyConfig",
     "StudyState", "Suggestion", "Trainer", "Trial", "TrialContext", "TrialFailure", "TrialStatus", "Worker",
     "WorkerPool", "collect_garbage", "run_workers",
 ]

@@ -75,9 +75,72 @@ class MedianStopping:
     min_measurements: int = 1
 
 
+class SelectionStrategy(enum.Enum):
+    """Who a reproduction copies: the paper's initiator tournament, or Ray Tune's truncation."""
+
+    TOURNAMENT = "tournament"
+    TRUNCATION = "truncation"
+
+
+class OpponentStrategy(enum.Enum):
+    """Where opponents come from (paper section 4.8): the past k generations, the initiator's own
+    generation, or every generation so far."""
+
+    PAST = "past"
+    SAME = "same"
+    ANY = "any"
+
+
+class SelectionScore(enum.Enum):
+    """What selection compares: the last measurement (greedy), the mean over the lineage's last
+    `score_window` generations, or the lineage's improvement over that window."""
+
+    LAST = "last"
+    SMOOTHED = "smoothed"
+    IMPROVEMENT = "improvement"
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """The exploit step. `burn_in_steps`: no member is replaced before it has trained that many
+    steps; `ready_steps`: nor within that many steps of its lineage's last exploit (Ray Tune's
+    perturbation interval). Until then an initiator's child continues its line unchanged."""
+
+    strategy: SelectionStrategy = SelectionStrategy.TOURNAMENT
+    truncation_quantile: float = 0.25
+    opponents: OpponentStrategy = OpponentStrategy.PAST
+    score: SelectionScore = SelectionScore.LAST
+    score_window: int = 3
+    burn_in_steps: int = 0
+    ready_steps: int = 0
+
+
+class ExploreStrategy(enum.Enum):
+    """How a child's hyperparameters are derived from its parent's (the explore step)."""
+
+    PERTURB = "perturb"
+    RESAMPLE = "resample"
+    PB2 = "pb2"
+
+
+DEFAULT_PB2_MAX_POINTS = 64
+
+
+@dataclass(frozen=True)
+class ExploreConfig:
+    """PERTURB multiplies by a perturbation factor; RESAMPLE also redraws each parameter from its
+    prior with `resample_probability`; PB2 picks continuous values by a GP-UCB bandit fitted on
+    at most `pb2_max_points` recent (time, hyperparameters) -> improvement points."""
+
+    strategy: ExploreStrategy = ExploreStrategy.PERTURB
+    resample_probability: float = 0.25
+    pb2_max_points: int = DEFAULT_PB2_MAX_POINTS
+
+
 @dataclass(frozen=True)
 class AlgorithmConfig:
-    """Evolution settings; 0 for max_generations/max_trials/steps_per_trial means no limit/hint."""
+    """Evolution settings; 0 for max_generations/max_trials/steps_per_trial means no limit/hint,
+    and 0 for `rejuvenate_after_generations` means never."""
 
     population_size: int = 10
     opponent_generations: int = 2
@@ -87,6 +150,9 @@ class AlgorithmConfig:
     steps_per_trial: int = 0
     seed: int = 0
     median_stopping: MedianStopping = field(default_factory=MedianStopping)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    explore: ExploreConfig = field(default_factory=ExploreConfig)
+    rejuvenate_after_generations: int = 0
 
 
 DEFAULT_KEEP_BEST = 3

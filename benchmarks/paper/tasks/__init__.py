@@ -1,0 +1,1 @@
+"""Benchmark tasks: each a `Task` (see `base.py`) that every method trains the same way."""
