@@ -17,12 +17,16 @@ from pbt_service.core.types import (
     CheckpointState,
     Comparison,
     Condition,
+    ExploreStrategy,
     Goal,
     Measurement,
+    OpponentStrategy,
     ParameterSpec,
     ParameterType,
     ParamValue,
     Scale,
+    SelectionScore,
+    SelectionStrategy,
     Study,
     StudyConfig,
     StudyState,
@@ -53,6 +57,25 @@ FIELDS = ProtoFields({
         trial_pb2.CHECKPOINT_DELETED: CheckpointState.DELETED,
     },
     TrialStatus: _STATUSES,
+    SelectionStrategy: {
+        study_pb2.SELECTION_TOURNAMENT: SelectionStrategy.TOURNAMENT,
+        study_pb2.SELECTION_TRUNCATION: SelectionStrategy.TRUNCATION,
+    },
+    OpponentStrategy: {
+        study_pb2.OPPONENTS_PAST: OpponentStrategy.PAST,
+        study_pb2.OPPONENTS_SAME: OpponentStrategy.SAME,
+        study_pb2.OPPONENTS_ANY: OpponentStrategy.ANY,
+    },
+    SelectionScore: {
+        study_pb2.SCORE_LAST: SelectionScore.LAST,
+        study_pb2.SCORE_SMOOTHED: SelectionScore.SMOOTHED,
+        study_pb2.SCORE_IMPROVEMENT: SelectionScore.IMPROVEMENT,
+    },
+    ExploreStrategy: {
+        study_pb2.EXPLORE_PERTURB: ExploreStrategy.PERTURB,
+        study_pb2.EXPLORE_RESAMPLE: ExploreStrategy.RESAMPLE,
+        study_pb2.EXPLORE_PB2: ExploreStrategy.PB2,
+    },
 })
 
 WIRE_NAMES: dict[tuple[type, str], str] = {
@@ -65,8 +88,10 @@ WIRE_NAMES: dict[tuple[type, str], str] = {
 }
 """Dataclass fields carried under another name, converted by hand below."""
 
-NOT_ON_THE_WIRE: dict[tuple[type, str], str] = {}
-"""Dataclass fields with no proto field, each with the reason. Empty: everything is carried."""
+NOT_ON_THE_WIRE: dict[tuple[type, str], str] = {
+    (Trial, "lineage"): "the service's own summary for selection (LineageRecord), stored, never served",
+}
+"""Dataclass fields with no proto field, each with the reason."""
 
 
 # --- parameters -------------------------------------------------------------------------------
@@ -198,7 +223,7 @@ def measurement_from_proto(message: trial_pb2.Measurement, field: str = "measure
     return Measurement(**FIELDS.from_message(message, Measurement, field))
 
 
-_TRIAL_BY_HAND = ("hparams", "measurements", "final_measurement")
+_TRIAL_BY_HAND = ("hparams", "measurements", "final_measurement", "lineage")
 
 
 def trial_to_proto(trial: Trial, *, with_measurements: bool = True) -> trial_pb2.Trial:

@@ -102,6 +102,17 @@ MAX_OPPONENT_GENERATIONS = 100
 MAX_KEEP_BEST = 10_000
 """Best trials whose final checkpoints the collector keeps."""
 
+MAX_SCORE_WINDOW = 16
+"""Final measurements of a lineage a smoothed or improvement score looks at: each trial stores
+that many of its ancestors' (step, fitness) pairs."""
+
+MAX_PB2_POINTS = 256
+"""Observations PB2's Gaussian process sees: its fit is cubic in them, and it runs inside a
+suggestion."""
+
+MAX_READY_GENERATIONS = 10_000
+"""Generations a member may be kept from selection after its last exploit."""
+
 # --- calls and replies ------------------------------------------------------------------------
 
 GRPC_MESSAGE_LIMIT = 4 * 1024 * 1024

@@ -29,6 +29,7 @@ from pbt_service.core.types import (
     Objective,
     ParameterSpec,
     ParameterType,
+    LineageRecord,
     ParamValue,
     Scale,
     Study,
@@ -69,6 +70,8 @@ def reflected(cls: type, message: Descriptor) -> st.SearchStrategy[Any]:
             drawn[field.name] = reflected(hints[field.name], proto.message_type)
         elif proto.is_repeated:
             drawn[field.name] = st.lists(_SCALARS[proto.type], min_size=1, max_size=4).map(tuple)
+        elif proto.type == FieldDescriptor.TYPE_ENUM:
+            drawn[field.name] = st.sampled_from(hints[field.name])
         else:
             drawn[field.name] = _SCALARS[proto.type]
     return st.builds(cls, **drawn)
@@ -143,6 +146,8 @@ TRIAL_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "create_time": st.none() | TIMES,
     "heartbeat_time": st.none() | TIMES,
     "end_time": st.none() | TIMES,
+    "steps": INT64,
+    "lineage": st.just(LineageRecord()),  # not on the wire (converters.NOT_ON_THE_WIRE)
 }
 """Every field of Trial, each drawn (a test checks none is missing)."""
 TRIALS = st.builds(Trial, **TRIAL_FIELDS)

@@ -43,12 +43,15 @@ def mutate_hparams(
     hparams: HParams,
     factors: Sequence[float],
     rng: np.random.Generator,
+    resample_probability: float = 0.0,
 ) -> dict[str, ParamValue]:
     """The child's hyperparameters from the parent's.
 
     Conditions are checked against the child's new values, so a mutated parent can switch a
     parameter on (it is sampled fresh, as there is nothing to inherit, even when frozen) or off
-    (it is dropped). Frozen parameters are inherited unchanged.
+    (it is dropped). Frozen parameters are inherited unchanged. Each other parameter is redrawn
+    from its prior with `resample_probability` (Ray Tune's `resample_probability`), else perturbed;
+    with 0 no extra random draw is made, so perturb-only studies decide as they always did.
     """
     child: dict[str, ParamValue] = {}
     for spec in topological_order(parameters):
@@ -58,6 +61,8 @@ def mutate_hparams(
             child[spec.name] = sample_value(spec, rng)
         elif spec.frozen:
             child[spec.name] = hparams[spec.name]
+        elif resample_probability > 0 and rng.random() < resample_probability:
+            child[spec.name] = sample_value(spec, rng)
         else:
             child[spec.name] = mutate_value(spec, hparams[spec.name], factors, rng)
     return child

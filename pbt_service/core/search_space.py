@@ -13,9 +13,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from pbt_service import limits
+from pbt_service.core import pb2
 from pbt_service.core.errors import InvalidArgumentError
 from pbt_service.core.types import (
     AlgorithmConfig,
+    ExploreStrategy,
     HParams,
     Objective,
     ParameterSpec,
@@ -53,6 +55,7 @@ def validate_config(config: StudyConfig) -> None:
     _validate_parameters(config.parameters)
     _validate_objectives(config.objectives)
     _validate_algorithm(config.algorithm)
+    _validate_search(config)
     _in_range(config.checkpoints.keep_best, 0, limits.MAX_KEEP_BEST, "config.checkpoints.keep_best")
 
 
@@ -243,8 +246,10 @@ def _validate_condition(p: ParameterSpec, by_name: dict[str, ParameterSpec], pat
     if parent is None:
         raise InvalidArgumentError(f"{path}.parent: unknown parameter {limits.quote(c.parent)}")
     if parent.type is ParameterType.FLOAT:
-        raise InvalidArgumentError(f"{path}.parent: {limits.quote(c.parent)} is a float; only categorical, integer or "
-                                   "discrete parameters can be parents")
+        raise InvalidArgumentError(
+            f"{path}.parent: {limits.quote(c.parent)} is a float; only categorical, integer or "
+            "discrete parameters can be parents"
+        )
     if not c.values:
         raise InvalidArgumentError(f"{path}.values: at least one parent value is required")
     limits.check_count(c.values, limits.MAX_VALUES_PER_PARAMETER, f"{path}.values", "values")
@@ -295,11 +300,47 @@ def _validate_algorithm(a: AlgorithmConfig) -> None:
             raise InvalidArgumentError(f"{path}.{name}: must not be negative, got {getattr(a, name)}")
     ms = a.median_stopping
     if ms.min_completed_trials < 1:
-        raise InvalidArgumentError(f"{path}.median_stopping.min_completed_trials: must be at least 1, "
-                                   f"got {ms.min_completed_trials}")
+        raise InvalidArgumentError(
+            f"{path}.median_stopping.min_completed_trials: must be at least 1, got {ms.min_completed_trials}"
+        )
     if ms.min_measurements < 1:
-        raise InvalidArgumentError(f"{path}.median_stopping.min_measurements: must be at least 1, "
-                                   f"got {ms.min_measurements}")
+        raise InvalidArgumentError(
+            f"{path}.median_stopping.min_measurements: must be at least 1, got {ms.min_measurements}"
+        )
+
+
+def _validate_search(config: StudyConfig) -> None:
+    """The selection and explore settings (see `SelectionConfig`, `ExploreConfig`)."""
+    path = "config.algorithm"
+    a = config.algorithm
+    sel, exp = a.selection, a.explore
+    if not (_is_number(sel.truncation_quantile) and 0 < sel.truncation_quantile <= 0.5):
+        raise InvalidArgumentError(
+            f"{path}.selection.truncation_quantile: must be greater than 0 and at most 0.5, "
+            f"got {sel.truncation_quantile!r}"
+        )
+    _in_range(sel.score_window, 1, limits.MAX_SCORE_WINDOW, f"{path}.selection.score_window")
+    _in_range(sel.ready_generations, 1, limits.MAX_READY_GENERATIONS, f"{path}.selection.ready_generations")
+    for name in ("burn_in_steps", "ready_steps"):
+        if getattr(sel, name) < 0:
+            raise InvalidArgumentError(f"{path}.selection.{name}: must not be negative, got {getattr(sel, name)}")
+    if a.rejuvenate_after_generations < 0:
+        raise InvalidArgumentError(
+            f"{path}.rejuvenate_after_generations: must not be negative, got {a.rejuvenate_after_generations}"
+        )
+    if not (_is_number(exp.resample_probability) and 0 < exp.resample_probability <= 1):
+        raise InvalidArgumentError(
+            f"{path}.explore.resample_probability: must be greater than 0 and at most 1, "
+            f"got {exp.resample_probability!r}"
+        )
+    _in_range(exp.pb2_max_points, pb2.MIN_POINTS, limits.MAX_PB2_POINTS, f"{path}.explore.pb2_max_points")
+    if exp.strategy is ExploreStrategy.PB2 and not any(
+        p.type in (ParameterType.FLOAT, ParameterType.INTEGER) and not p.frozen for p in config.parameters
+    ):
+        raise InvalidArgumentError(
+            f"{path}.explore.strategy: PB2 tunes float and integer parameters, and this study has none that is "
+            "not frozen; use PERTURB or RESAMPLE"
+        )
 
 
 def _in_range(value: int, low: int, high: int, path: str) -> None:

@@ -103,8 +103,9 @@ class SelectionScore(enum.Enum):
 @dataclass(frozen=True)
 class SelectionConfig:
     """The exploit step. `burn_in_steps`: no member is replaced before it has trained that many
-    steps; `ready_steps`: nor within that many steps of its lineage's last exploit (Ray Tune's
-    perturbation interval). Until then an initiator's child continues its line unchanged."""
+    steps; `ready_steps` / `ready_generations`: nor within that many steps / generations of its
+    lineage's last exploit (Ray Tune's perturbation interval). Until then an initiator's child
+    continues its line unchanged."""
 
     strategy: SelectionStrategy = SelectionStrategy.TOURNAMENT
     truncation_quantile: float = 0.25
@@ -113,6 +114,7 @@ class SelectionConfig:
     score_window: int = 3
     burn_in_steps: int = 0
     ready_steps: int = 0
+    ready_generations: int = 1
 
 
 class ExploreStrategy(enum.Enum):
@@ -221,9 +223,32 @@ class Measurement:
 
 
 @dataclass(frozen=True)
+class LineageRecord:
+    """What selection needs to know of a trial's ancestors, fixed when the trial is created (so a
+    decision never walks the lineage): the last few ancestors' final (global step, fitness) pairs,
+    oldest first, ending with the parent's; the global step at which the lineage last copied
+    another member (its last exploit, 0 for a fresh line) and the generation of the child that
+    copied; the lineage's best fitness so far and
+    the generation that reached it (for rejuvenation). Fitness is oriented: larger is better."""
+
+    history: tuple[tuple[int, tuple[float, ...]], ...] = ()
+    exploit_step: int = 0
+    exploit_generation: int = 0
+    best: tuple[float, ...] | None = None
+    best_generation: int = 0
+
+    @property
+    def start_step(self) -> int:
+        """The global step the trial starts from: its parent's final step (0 when fresh)."""
+        return self.history[-1][0] if self.history else 0
+
+
+@dataclass(frozen=True)
 class Trial:
     """A training session. `initiated_trial_id` is the live child this trial's reproduction made
-    (None while the trial has not initiated one, or after that child was stopped or failed)."""
+    (None while the trial has not initiated one, or after that child was stopped or failed).
+    `steps`: the training steps the service asks for (0: the worker decides); a child of a parent
+    from an older generation is asked for more, so every lineage trains the full budget."""
 
     id: int
     study: str
@@ -243,6 +268,8 @@ class Trial:
     create_time: datetime | None = None
     heartbeat_time: datetime | None = None
     end_time: datetime | None = None
+    steps: int = 0
+    lineage: LineageRecord = field(default_factory=LineageRecord)
 
 
 @dataclass(frozen=True)
@@ -255,6 +282,8 @@ class TrialProposal:
     warm_start_checkpoint_path: str = ""
     parent_trial_id: int | None = None
     initiator_id: int | None = None
+    steps: int = 0
+    lineage: LineageRecord = field(default_factory=LineageRecord)
 
 
 @dataclass(frozen=True)
@@ -270,6 +299,8 @@ class PopulationView:
     `opponents`: COMPLETED trials (with final measurements) of the initiator's past k generations
     (generations g-k+1 .. g), the initiator excluded, in (generation, number) order. A store may
     hand a lazy sequence that reads an opponent only when it is indexed: a tournament looks at one.
+    `history`: for PB2 only, COMPLETED trials of the recent generations (its GP's data), newest
+    generations first; empty otherwise.
     """
 
     live_in_generation_zero: int
@@ -277,3 +308,4 @@ class PopulationView:
     initiator: Trial | None = None
     initiator_generation_size: int = 0
     opponents: Sequence[Trial] = ()
+    history: Sequence[Trial] = ()

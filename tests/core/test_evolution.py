@@ -10,7 +10,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pbt_service.core.evolution import decision_rng, next_trial, tournament
+from pbt_service.core.evolution import decision_rng, next_trial
+from pbt_service.core.selection import select_parent
 from pbt_service.core.types import (
     AlgorithmConfig,
     Comparison,
@@ -21,6 +22,7 @@ from pbt_service.core.types import (
     ParamValue,
     PopulationView,
     Scale,
+    SelectionConfig,
     StudyConfig,
     Trial,
     TrialProposal,
@@ -103,7 +105,7 @@ def run(
     comparison: Comparison = LEX,
     seed: int = 0,
 ) -> Trial | None:
-    return tournament(initiator, opponents, objectives, comparison, np.random.default_rng(seed))
+    return select_parent(initiator, opponents, objectives, comparison, SelectionConfig(), np.random.default_rng(seed))
 
 
 @pytest.mark.parametrize("comparison", [LEX, PARETO])

@@ -25,21 +25,29 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epbt_service/api/v1/study.proto\x12\x12pbt_service.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\nFloatRange\x12\x0b\n\x03low\x18\x01 \x01(\x01\x12\x0c\n\x04high\x18\x02 \x01(\x01\x12(\n\x05scale\x18\x03 \x01(\x0e\x32\x19.pbt_service.api.v1.Scale\")\n\x0cIntegerRange\x12\x0b\n\x03low\x18\x01 \x01(\x03\x12\x0c\n\x04high\x18\x02 \x01(\x03\" \n\x0e\x44iscreteValues\x12\x0e\n\x06values\x18\x01 \x03(\x01\"#\n\x11\x43\x61tegoricalValues\x12\x0e\n\x06values\x18\x01 \x03(\t\"@\n\tCondition\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\ncategories\x18\x02 \x03(\t\x12\x0f\n\x07numbers\x18\x03 \x03(\x01\"\xd1\x02\n\rParameterSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x35\n\x0b\x66loat_range\x18\x02 \x01(\x0b\x32\x1e.pbt_service.api.v1.FloatRangeH\x00\x12\x39\n\rinteger_range\x18\x03 \x01(\x0b\x32 .pbt_service.api.v1.IntegerRangeH\x00\x12\x36\n\x08\x64iscrete\x18\x04 \x01(\x0b\x32\".pbt_service.api.v1.DiscreteValuesH\x00\x12<\n\x0b\x63\x61tegorical\x18\x05 \x01(\x0b\x32%.pbt_service.api.v1.CategoricalValuesH\x00\x12\x0e\n\x06\x66rozen\x18\x06 \x01(\x08\x12\x30\n\tcondition\x18\x07 \x01(\x0b\x32\x1d.pbt_service.api.v1.ConditionB\x08\n\x06\x64omain\"C\n\tObjective\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12&\n\x04goal\x18\x02 \x01(\x0e\x32\x18.pbt_service.api.v1.Goal\"\x95\x01\n\x12MedianStoppingRule\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12!\n\x14min_completed_trials\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1d\n\x10min_measurements\x18\x03 \x01(\x05H\x01\x88\x01\x01\x42\x17\n\x15_min_completed_trialsB\x13\n\x11_min_measurements\"\xb2\x02\n\x0f\x41lgorithmConfig\x12\x1c\n\x0fpopulation_size\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12!\n\x14opponent_generations\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x1c\n\x14perturbation_factors\x18\x03 \x03(\x01\x12\x17\n\x0fmax_generations\x18\x04 \x01(\x05\x12\x12\n\nmax_trials\x18\x05 \x01(\x05\x12\x17\n\x0fsteps_per_trial\x18\x06 \x01(\x05\x12\x0c\n\x04seed\x18\x07 \x01(\x03\x12?\n\x0fmedian_stopping\x18\x08 \x01(\x0b\x32&.pbt_service.api.v1.MedianStoppingRuleB\x12\n\x10_population_sizeB\x17\n\x15_opponent_generations\"G\n\x10\x43heckpointPolicy\x12\r\n\x05roots\x18\x01 \x03(\t\x12\x16\n\tkeep_best\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_keep_best\"\xa5\x02\n\x0bStudyConfig\x12\x35\n\nparameters\x18\x01 \x03(\x0b\x32!.pbt_service.api.v1.ParameterSpec\x12\x31\n\nobjectives\x18\x02 \x03(\x0b\x32\x1d.pbt_service.api.v1.Objective\x12\x39\n\ncomparison\x18\x03 \x01(\x0e\x32%.pbt_service.api.v1.FitnessComparison\x12\x36\n\talgorithm\x18\x04 \x01(\x0b\x32#.pbt_service.api.v1.AlgorithmConfig\x12\x39\n\x0b\x63heckpoints\x18\x05 \x01(\x0b\x32$.pbt_service.api.v1.CheckpointPolicy\"\xbb\x01\n\x05Study\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1f.pbt_service.api.v1.StudyConfig\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.pbt_service.api.v1.StudyState\x12\x13\n\x0btrial_count\x18\x04 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*?\n\x05Scale\x12\x15\n\x11SCALE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSCALE_LINEAR\x10\x01\x12\r\n\tSCALE_LOG\x10\x02*8\n\x04Goal\x12\x14\n\x10GOAL_UNSPECIFIED\x10\x00\x12\x0c\n\x08MAXIMIZE\x10\x01\x12\x0c\n\x08MINIMIZE\x10\x02*V\n\x11\x46itnessComparison\x12\"\n\x1e\x46ITNESS_COMPARISON_UNSPECIFIED\x10\x00\x12\x11\n\rLEXICOGRAPHIC\x10\x01\x12\n\n\x06PARETO\x10\x02*]\n\nStudyState\x12\x1b\n\x17STUDY_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTUDY_ACTIVE\x10\x01\x12\x0e\n\nSTUDY_DONE\x10\x02\x12\x10\n\x0cSTUDY_PAUSED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epbt_service/api/v1/study.proto\x12\x12pbt_service.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\nFloatRange\x12\x0b\n\x03low\x18\x01 \x01(\x01\x12\x0c\n\x04high\x18\x02 \x01(\x01\x12(\n\x05scale\x18\x03 \x01(\x0e\x32\x19.pbt_service.api.v1.Scale\")\n\x0cIntegerRange\x12\x0b\n\x03low\x18\x01 \x01(\x03\x12\x0c\n\x04high\x18\x02 \x01(\x03\" \n\x0e\x44iscreteValues\x12\x0e\n\x06values\x18\x01 \x03(\x01\"#\n\x11\x43\x61tegoricalValues\x12\x0e\n\x06values\x18\x01 \x03(\t\"@\n\tCondition\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\ncategories\x18\x02 \x03(\t\x12\x0f\n\x07numbers\x18\x03 \x03(\x01\"\xd1\x02\n\rParameterSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x35\n\x0b\x66loat_range\x18\x02 \x01(\x0b\x32\x1e.pbt_service.api.v1.FloatRangeH\x00\x12\x39\n\rinteger_range\x18\x03 \x01(\x0b\x32 .pbt_service.api.v1.IntegerRangeH\x00\x12\x36\n\x08\x64iscrete\x18\x04 \x01(\x0b\x32\".pbt_service.api.v1.DiscreteValuesH\x00\x12<\n\x0b\x63\x61tegorical\x18\x05 \x01(\x0b\x32%.pbt_service.api.v1.CategoricalValuesH\x00\x12\x0e\n\x06\x66rozen\x18\x06 \x01(\x08\x12\x30\n\tcondition\x18\x07 \x01(\x0b\x32\x1d.pbt_service.api.v1.ConditionB\x08\n\x06\x64omain\"C\n\tObjective\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12&\n\x04goal\x18\x02 \x01(\x0e\x32\x18.pbt_service.api.v1.Goal\"\x95\x01\n\x12MedianStoppingRule\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12!\n\x14min_completed_trials\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1d\n\x10min_measurements\x18\x03 \x01(\x05H\x01\x88\x01\x01\x42\x17\n\x15_min_completed_trialsB\x13\n\x11_min_measurements\"\xfe\x02\n\x0fSelectionConfig\x12\x37\n\x08strategy\x18\x01 \x01(\x0e\x32%.pbt_service.api.v1.SelectionStrategy\x12 \n\x13truncation_quantile\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x37\n\topponents\x18\x03 \x01(\x0e\x32$.pbt_service.api.v1.OpponentStrategy\x12\x31\n\x05score\x18\x04 \x01(\x0e\x32\".pbt_service.api.v1.SelectionScore\x12\x19\n\x0cscore_window\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12\x15\n\rburn_in_steps\x18\x06 \x01(\x03\x12\x13\n\x0bready_steps\x18\x07 \x01(\x03\x12\x1e\n\x11ready_generations\x18\x08 \x01(\x05H\x02\x88\x01\x01\x42\x16\n\x14_truncation_quantileB\x0f\n\r_score_windowB\x14\n\x12_ready_generations\"\xb2\x01\n\rExploreConfig\x12\x35\n\x08strategy\x18\x01 \x01(\x0e\x32#.pbt_service.api.v1.ExploreStrategy\x12!\n\x14resample_probability\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0epb2_max_points\x18\x03 \x01(\x05H\x01\x88\x01\x01\x42\x17\n\x15_resample_probabilityB\x11\n\x0f_pb2_max_points\"\xc4\x03\n\x0f\x41lgorithmConfig\x12\x1c\n\x0fpopulation_size\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12!\n\x14opponent_generations\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x1c\n\x14perturbation_factors\x18\x03 \x03(\x01\x12\x17\n\x0fmax_generations\x18\x04 \x01(\x05\x12\x12\n\nmax_trials\x18\x05 \x01(\x05\x12\x17\n\x0fsteps_per_trial\x18\x06 \x01(\x05\x12\x0c\n\x04seed\x18\x07 \x01(\x03\x12?\n\x0fmedian_stopping\x18\x08 \x01(\x0b\x32&.pbt_service.api.v1.MedianStoppingRule\x12\x36\n\tselection\x18\t \x01(\x0b\x32#.pbt_service.api.v1.SelectionConfig\x12\x32\n\x07\x65xplore\x18\n \x01(\x0b\x32!.pbt_service.api.v1.ExploreConfig\x12$\n\x1crejuvenate_after_generations\x18\x0b \x01(\x05\x42\x12\n\x10_population_sizeB\x17\n\x15_opponent_generations\"G\n\x10\x43heckpointPolicy\x12\r\n\x05roots\x18\x01 \x03(\t\x12\x16\n\tkeep_best\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_keep_best\"\xa5\x02\n\x0bStudyConfig\x12\x35\n\nparameters\x18\x01 \x03(\x0b\x32!.pbt_service.api.v1.ParameterSpec\x12\x31\n\nobjectives\x18\x02 \x03(\x0b\x32\x1d.pbt_service.api.v1.Objective\x12\x39\n\ncomparison\x18\x03 \x01(\x0e\x32%.pbt_service.api.v1.FitnessComparison\x12\x36\n\talgorithm\x18\x04 \x01(\x0b\x32#.pbt_service.api.v1.AlgorithmConfig\x12\x39\n\x0b\x63heckpoints\x18\x05 \x01(\x0b\x32$.pbt_service.api.v1.CheckpointPolicy\"\xbb\x01\n\x05Study\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1f.pbt_service.api.v1.StudyConfig\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.pbt_service.api.v1.StudyState\x12\x13\n\x0btrial_count\x18\x04 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*?\n\x05Scale\x12\x15\n\x11SCALE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSCALE_LINEAR\x10\x01\x12\r\n\tSCALE_LOG\x10\x02*8\n\x04Goal\x12\x14\n\x10GOAL_UNSPECIFIED\x10\x00\x12\x0c\n\x08MAXIMIZE\x10\x01\x12\x0c\n\x08MINIMIZE\x10\x02*V\n\x11\x46itnessComparison\x12\"\n\x1e\x46ITNESS_COMPARISON_UNSPECIFIED\x10\x00\x12\x11\n\rLEXICOGRAPHIC\x10\x01\x12\n\n\x06PARETO\x10\x02*k\n\x11SelectionStrategy\x12\"\n\x1eSELECTION_STRATEGY_UNSPECIFIED\x10\x00\x12\x18\n\x14SELECTION_TOURNAMENT\x10\x01\x12\x18\n\x14SELECTION_TRUNCATION\x10\x02*p\n\x10OpponentStrategy\x12!\n\x1dOPPONENT_STRATEGY_UNSPECIFIED\x10\x00\x12\x12\n\x0eOPPONENTS_PAST\x10\x01\x12\x12\n\x0eOPPONENTS_SAME\x10\x02\x12\x11\n\rOPPONENTS_ANY\x10\x03*l\n\x0eSelectionScore\x12\x1f\n\x1bSELECTION_SCORE_UNSPECIFIED\x10\x00\x12\x0e\n\nSCORE_LAST\x10\x01\x12\x12\n\x0eSCORE_SMOOTHED\x10\x02\x12\x15\n\x11SCORE_IMPROVEMENT\x10\x03*o\n\x0f\x45xploreStrategy\x12 \n\x1c\x45XPLORE_STRATEGY_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45XPLORE_PERTURB\x10\x01\x12\x14\n\x10\x45XPLORE_RESAMPLE\x10\x02\x12\x0f\n\x0b\x45XPLORE_PB2\x10\x03*]\n\nStudyState\x12\x1b\n\x17STUDY_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTUDY_ACTIVE\x10\x01\x12\x0e\n\nSTUDY_DONE\x10\x02\x12\x10\n\x0cSTUDY_PAUSED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pbt_service.api.v1.study_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SCALE']._serialized_start=1779
-  _globals['_SCALE']._serialized_end=1842
-  _globals['_GOAL']._serialized_start=1844
-  _globals['_GOAL']._serialized_end=1900
-  _globals['_FITNESSCOMPARISON']._serialized_start=1902
-  _globals['_FITNESSCOMPARISON']._serialized_end=1988
-  _globals['_STUDYSTATE']._serialized_start=1990
-  _globals['_STUDYSTATE']._serialized_end=2083
+  _globals['_SCALE']._serialized_start=2491
+  _globals['_SCALE']._serialized_end=2554
+  _globals['_GOAL']._serialized_start=2556
+  _globals['_GOAL']._serialized_end=2612
+  _globals['_FITNESSCOMPARISON']._serialized_start=2614
+  _globals['_FITNESSCOMPARISON']._serialized_end=2700
+  _globals['_SELECTIONSTRATEGY']._serialized_start=2702
+  _globals['_SELECTIONSTRATEGY']._serialized_end=2809
+  _globals['_OPPONENTSTRATEGY']._serialized_start=2811
+  _globals['_OPPONENTSTRATEGY']._serialized_end=2923
+  _globals['_SELECTIONSCORE']._serialized_start=2925
+  _globals['_SELECTIONSCORE']._serialized_end=3033
+  _globals['_EXPLORESTRATEGY']._serialized_start=3035
+  _globals['_EXPLORESTRATEGY']._serialized_end=3146
+  _globals['_STUDYSTATE']._serialized_start=3148
+  _globals['_STUDYSTATE']._serialized_end=3241
   _globals['_FLOATRANGE']._serialized_start=87
   _globals['_FLOATRANGE']._serialized_end=168
   _globals['_INTEGERRANGE']._serialized_start=170
@@ -56,12 +64,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OBJECTIVE']._serialized_end=757
   _globals['_MEDIANSTOPPINGRULE']._serialized_start=760
   _globals['_MEDIANSTOPPINGRULE']._serialized_end=909
-  _globals['_ALGORITHMCONFIG']._serialized_start=912
-  _globals['_ALGORITHMCONFIG']._serialized_end=1218
-  _globals['_CHECKPOINTPOLICY']._serialized_start=1220
-  _globals['_CHECKPOINTPOLICY']._serialized_end=1291
-  _globals['_STUDYCONFIG']._serialized_start=1294
-  _globals['_STUDYCONFIG']._serialized_end=1587
-  _globals['_STUDY']._serialized_start=1590
-  _globals['_STUDY']._serialized_end=1777
+  _globals['_SELECTIONCONFIG']._serialized_start=912
+  _globals['_SELECTIONCONFIG']._serialized_end=1294
+  _globals['_EXPLORECONFIG']._serialized_start=1297
+  _globals['_EXPLORECONFIG']._serialized_end=1475
+  _globals['_ALGORITHMCONFIG']._serialized_start=1478
+  _globals['_ALGORITHMCONFIG']._serialized_end=1930
+  _globals['_CHECKPOINTPOLICY']._serialized_start=1932
+  _globals['_CHECKPOINTPOLICY']._serialized_end=2003
+  _globals['_STUDYCONFIG']._serialized_start=2006
+  _globals['_STUDYCONFIG']._serialized_end=2299
+  _globals['_STUDY']._serialized_start=2302
+  _globals['_STUDY']._serialized_end=2489
 # @@protoc_insertion_point(module_scope)

@@ -86,6 +86,118 @@ PARETO: FitnessComparison.ValueType  # 2
 """A beats B only if A is at least as good in every objective and better in one."""
 Global___FitnessComparison: _TypeAlias = FitnessComparison  # noqa: Y015
 
+class _SelectionStrategy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SelectionStrategyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SelectionStrategy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SELECTION_STRATEGY_UNSPECIFIED: _SelectionStrategy.ValueType  # 0
+    """The default: TOURNAMENT."""
+    SELECTION_TOURNAMENT: _SelectionStrategy.ValueType  # 1
+    """The paper's binary tournament: the initiator against one random opponent."""
+    SELECTION_TRUNCATION: _SelectionStrategy.ValueType  # 2
+    """Ray Tune's rule: an initiator in the bottom quantile copies one from the top quantile."""
+
+class SelectionStrategy(_SelectionStrategy, metaclass=_SelectionStrategyEnumTypeWrapper):
+    """Who a reproduction copies."""
+
+SELECTION_STRATEGY_UNSPECIFIED: SelectionStrategy.ValueType  # 0
+"""The default: TOURNAMENT."""
+SELECTION_TOURNAMENT: SelectionStrategy.ValueType  # 1
+"""The paper's binary tournament: the initiator against one random opponent."""
+SELECTION_TRUNCATION: SelectionStrategy.ValueType  # 2
+"""Ray Tune's rule: an initiator in the bottom quantile copies one from the top quantile."""
+Global___SelectionStrategy: _TypeAlias = SelectionStrategy  # noqa: Y015
+
+class _OpponentStrategy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OpponentStrategyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OpponentStrategy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OPPONENT_STRATEGY_UNSPECIFIED: _OpponentStrategy.ValueType  # 0
+    """The default: PAST."""
+    OPPONENTS_PAST: _OpponentStrategy.ValueType  # 1
+    """The past `opponent_generations` generations, the initiator's included."""
+    OPPONENTS_SAME: _OpponentStrategy.ValueType  # 2
+    """The initiator's own generation only."""
+    OPPONENTS_ANY: _OpponentStrategy.ValueType  # 3
+    """Every generation so far."""
+
+class OpponentStrategy(_OpponentStrategy, metaclass=_OpponentStrategyEnumTypeWrapper):
+    """Where opponents come from (paper section 4.8)."""
+
+OPPONENT_STRATEGY_UNSPECIFIED: OpponentStrategy.ValueType  # 0
+"""The default: PAST."""
+OPPONENTS_PAST: OpponentStrategy.ValueType  # 1
+"""The past `opponent_generations` generations, the initiator's included."""
+OPPONENTS_SAME: OpponentStrategy.ValueType  # 2
+"""The initiator's own generation only."""
+OPPONENTS_ANY: OpponentStrategy.ValueType  # 3
+"""Every generation so far."""
+Global___OpponentStrategy: _TypeAlias = OpponentStrategy  # noqa: Y015
+
+class _SelectionScore:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SelectionScoreEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SelectionScore.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SELECTION_SCORE_UNSPECIFIED: _SelectionScore.ValueType  # 0
+    """The default: LAST."""
+    SCORE_LAST: _SelectionScore.ValueType  # 1
+    """The fitness of the last measurement (greedy)."""
+    SCORE_SMOOTHED: _SelectionScore.ValueType  # 2
+    """The mean fitness of the lineage's last `score_window` final measurements."""
+    SCORE_IMPROVEMENT: _SelectionScore.ValueType  # 3
+    """The lineage's fitness gained per step over its last `score_window` final measurements."""
+
+class SelectionScore(_SelectionScore, metaclass=_SelectionScoreEnumTypeWrapper):
+    """What selection compares."""
+
+SELECTION_SCORE_UNSPECIFIED: SelectionScore.ValueType  # 0
+"""The default: LAST."""
+SCORE_LAST: SelectionScore.ValueType  # 1
+"""The fitness of the last measurement (greedy)."""
+SCORE_SMOOTHED: SelectionScore.ValueType  # 2
+"""The mean fitness of the lineage's last `score_window` final measurements."""
+SCORE_IMPROVEMENT: SelectionScore.ValueType  # 3
+"""The lineage's fitness gained per step over its last `score_window` final measurements."""
+Global___SelectionScore: _TypeAlias = SelectionScore  # noqa: Y015
+
+class _ExploreStrategy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExploreStrategyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExploreStrategy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXPLORE_STRATEGY_UNSPECIFIED: _ExploreStrategy.ValueType  # 0
+    """The default: PERTURB."""
+    EXPLORE_PERTURB: _ExploreStrategy.ValueType  # 1
+    """Multiply floats and integers by a perturbation factor; neighbouring discrete values;
+    resample categories.
+    """
+    EXPLORE_RESAMPLE: _ExploreStrategy.ValueType  # 2
+    """As PERTURB, but each parameter is redrawn from its prior with `resample_probability`."""
+    EXPLORE_PB2: _ExploreStrategy.ValueType  # 3
+    """PB2: a GP bandit picks the floats and integers; others are perturbed."""
+
+class ExploreStrategy(_ExploreStrategy, metaclass=_ExploreStrategyEnumTypeWrapper):
+    """How a child's hyperparameters derive from its parent's."""
+
+EXPLORE_STRATEGY_UNSPECIFIED: ExploreStrategy.ValueType  # 0
+"""The default: PERTURB."""
+EXPLORE_PERTURB: ExploreStrategy.ValueType  # 1
+"""Multiply floats and integers by a perturbation factor; neighbouring discrete values;
+resample categories.
+"""
+EXPLORE_RESAMPLE: ExploreStrategy.ValueType  # 2
+"""As PERTURB, but each parameter is redrawn from its prior with `resample_probability`."""
+EXPLORE_PB2: ExploreStrategy.ValueType  # 3
+"""PB2: a GP bandit picks the floats and integers; others are perturbed."""
+Global___ExploreStrategy: _TypeAlias = ExploreStrategy  # noqa: Y015
+
 class _StudyState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -368,6 +480,106 @@ class MedianStoppingRule(_message.Message):
 Global___MedianStoppingRule: _TypeAlias = MedianStoppingRule  # noqa: Y015
 
 @_typing.final
+class SelectionConfig(_message.Message):
+    """The exploit step."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    TRUNCATION_QUANTILE_FIELD_NUMBER: _builtins.int
+    OPPONENTS_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    SCORE_WINDOW_FIELD_NUMBER: _builtins.int
+    BURN_IN_STEPS_FIELD_NUMBER: _builtins.int
+    READY_STEPS_FIELD_NUMBER: _builtins.int
+    READY_GENERATIONS_FIELD_NUMBER: _builtins.int
+    strategy: Global___SelectionStrategy.ValueType
+    """Tournament (the default) or truncation."""
+    truncation_quantile: _builtins.float
+    """Truncation only: the bottom and top fraction, in (0, 0.5] (unset: the default, 0.25)."""
+    opponents: Global___OpponentStrategy.ValueType
+    """Where opponents come from (unset: PAST)."""
+    score: Global___SelectionScore.ValueType
+    """What is compared (unset: LAST)."""
+    score_window: _builtins.int
+    """Final measurements of the lineage that SMOOTHED and IMPROVEMENT look at, 1 to 16 (unset:
+    the default, 3).
+    """
+    burn_in_steps: _builtins.int
+    """No member is replaced before it has trained this many steps in all (0: from the start)."""
+    ready_steps: _builtins.int
+    """Nor before this many steps since its lineage last copied another member (0: any time)."""
+    ready_generations: _builtins.int
+    """Nor before this many generations since that copy, at least 1 (unset: the default, 1)."""
+    def __init__(
+        self,
+        *,
+        strategy: Global___SelectionStrategy.ValueType = ...,
+        truncation_quantile: _builtins.float | None = ...,
+        opponents: Global___OpponentStrategy.ValueType = ...,
+        score: Global___SelectionScore.ValueType = ...,
+        score_window: _builtins.int | None = ...,
+        burn_in_steps: _builtins.int = ...,
+        ready_steps: _builtins.int = ...,
+        ready_generations: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ready_generations", b"_ready_generations", "_score_window", b"_score_window", "_truncation_quantile", b"_truncation_quantile", "ready_generations", b"ready_generations", "score_window", b"score_window", "truncation_quantile", b"truncation_quantile"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ready_generations", b"_ready_generations", "_score_window", b"_score_window", "_truncation_quantile", b"_truncation_quantile", "burn_in_steps", b"burn_in_steps", "opponents", b"opponents", "ready_generations", b"ready_generations", "ready_steps", b"ready_steps", "score", b"score", "score_window", b"score_window", "strategy", b"strategy", "truncation_quantile", b"truncation_quantile"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__ready_generations: _TypeAlias = _typing.Literal["ready_generations"]  # noqa: Y015
+    _WhichOneofArgType__ready_generations: _TypeAlias = _typing.Literal["_ready_generations", b"_ready_generations"]  # noqa: Y015
+    _WhichOneofReturnType__score_window: _TypeAlias = _typing.Literal["score_window"]  # noqa: Y015
+    _WhichOneofArgType__score_window: _TypeAlias = _typing.Literal["_score_window", b"_score_window"]  # noqa: Y015
+    _WhichOneofReturnType__truncation_quantile: _TypeAlias = _typing.Literal["truncation_quantile"]  # noqa: Y015
+    _WhichOneofArgType__truncation_quantile: _TypeAlias = _typing.Literal["_truncation_quantile", b"_truncation_quantile"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ready_generations) -> _WhichOneofReturnType__ready_generations | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score_window) -> _WhichOneofReturnType__score_window | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__truncation_quantile) -> _WhichOneofReturnType__truncation_quantile | None: ...
+
+Global___SelectionConfig: _TypeAlias = SelectionConfig  # noqa: Y015
+
+@_typing.final
+class ExploreConfig(_message.Message):
+    """The explore step."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    RESAMPLE_PROBABILITY_FIELD_NUMBER: _builtins.int
+    PB2_MAX_POINTS_FIELD_NUMBER: _builtins.int
+    strategy: Global___ExploreStrategy.ValueType
+    """Perturb (the default), resample or pb2."""
+    resample_probability: _builtins.float
+    """RESAMPLE only: the probability, in (0, 1], that a parameter is redrawn (unset: 0.25)."""
+    pb2_max_points: _builtins.int
+    """PB2 only: the most observations its GP sees, 3 to 256 (unset: the default, 64)."""
+    def __init__(
+        self,
+        *,
+        strategy: Global___ExploreStrategy.ValueType = ...,
+        resample_probability: _builtins.float | None = ...,
+        pb2_max_points: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_pb2_max_points", b"_pb2_max_points", "_resample_probability", b"_resample_probability", "pb2_max_points", b"pb2_max_points", "resample_probability", b"resample_probability"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_pb2_max_points", b"_pb2_max_points", "_resample_probability", b"_resample_probability", "pb2_max_points", b"pb2_max_points", "resample_probability", b"resample_probability", "strategy", b"strategy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__pb2_max_points: _TypeAlias = _typing.Literal["pb2_max_points"]  # noqa: Y015
+    _WhichOneofArgType__pb2_max_points: _TypeAlias = _typing.Literal["_pb2_max_points", b"_pb2_max_points"]  # noqa: Y015
+    _WhichOneofReturnType__resample_probability: _TypeAlias = _typing.Literal["resample_probability"]  # noqa: Y015
+    _WhichOneofArgType__resample_probability: _TypeAlias = _typing.Literal["_resample_probability", b"_resample_probability"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pb2_max_points) -> _WhichOneofReturnType__pb2_max_points | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__resample_probability) -> _WhichOneofReturnType__resample_probability | None: ...
+
+Global___ExploreConfig: _TypeAlias = ExploreConfig  # noqa: Y015
+
+@_typing.final
 class AlgorithmConfig(_message.Message):
     """Evolution settings (section 3.5 of the paper)."""
 
@@ -381,6 +593,9 @@ class AlgorithmConfig(_message.Message):
     STEPS_PER_TRIAL_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     MEDIAN_STOPPING_FIELD_NUMBER: _builtins.int
+    SELECTION_FIELD_NUMBER: _builtins.int
+    EXPLORE_FIELD_NUMBER: _builtins.int
+    REJUVENATE_AFTER_GENERATIONS_FIELD_NUMBER: _builtins.int
     population_size: _builtins.int
     """Members per generation; at least 2 (unset: the default, 10). Larger than the worker count
     means budget mode.
@@ -392,9 +607,15 @@ class AlgorithmConfig(_message.Message):
     max_trials: _builtins.int
     """Stop after this many trials (0 = no limit); stopped trials do not count."""
     steps_per_trial: _builtins.int
-    """Hint for workers: training steps per trial (0 = worker decides)."""
+    """Training steps of one generation (0 = workers decide). A trial is asked to reach global step
+    (generation + 1) * steps_per_trial (see Trial.steps).
+    """
     seed: _builtins.int
     """Seed of every random decision in the study."""
+    rejuvenate_after_generations: _builtins.int
+    """Restart a member from scratch with fresh hyperparameters when its lineage has not improved
+    on its best for this many generations and a better member is in view (0: never).
+    """
     @_builtins.property
     def perturbation_factors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """Multipliers for float and integer mutation, each positive (empty: the default, [0.8, 1.2])."""
@@ -402,6 +623,14 @@ class AlgorithmConfig(_message.Message):
     @_builtins.property
     def median_stopping(self) -> Global___MedianStoppingRule:
         """Early stopping."""
+
+    @_builtins.property
+    def selection(self) -> Global___SelectionConfig:
+        """The exploit step."""
+
+    @_builtins.property
+    def explore(self) -> Global___ExploreConfig:
+        """The explore step."""
 
     def __init__(
         self,
@@ -414,10 +643,13 @@ class AlgorithmConfig(_message.Message):
         steps_per_trial: _builtins.int = ...,
         seed: _builtins.int = ...,
         median_stopping: Global___MedianStoppingRule | None = ...,
+        selection: Global___SelectionConfig | None = ...,
+        explore: Global___ExploreConfig | None = ...,
+        rejuvenate_after_generations: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_opponent_generations", b"_opponent_generations", "_population_size", b"_population_size", "median_stopping", b"median_stopping", "opponent_generations", b"opponent_generations", "population_size", b"population_size"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_opponent_generations", b"_opponent_generations", "_population_size", b"_population_size", "explore", b"explore", "median_stopping", b"median_stopping", "opponent_generations", b"opponent_generations", "population_size", b"population_size", "selection", b"selection"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_opponent_generations", b"_opponent_generations", "_population_size", b"_population_size", "max_generations", b"max_generations", "max_trials", b"max_trials", "median_stopping", b"median_stopping", "opponent_generations", b"opponent_generations", "perturbation_factors", b"perturbation_factors", "population_size", b"population_size", "seed", b"seed", "steps_per_trial", b"steps_per_trial"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_opponent_generations", b"_opponent_generations", "_population_size", b"_population_size", "explore", b"explore", "max_generations", b"max_generations", "max_trials", b"max_trials", "median_stopping", b"median_stopping", "opponent_generations", b"opponent_generations", "perturbation_factors", b"perturbation_factors", "population_size", b"population_size", "rejuvenate_after_generations", b"rejuvenate_after_generations", "seed", b"seed", "selection", b"selection", "steps_per_trial", b"steps_per_trial"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__opponent_generations: _TypeAlias = _typing.Literal["opponent_generations"]  # noqa: Y015
     _WhichOneofArgType__opponent_generations: _TypeAlias = _typing.Literal["_opponent_generations", b"_opponent_generations"]  # noqa: Y015

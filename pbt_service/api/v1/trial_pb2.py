@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epbt_service/api/v1/trial.proto\x12\x12pbt_service.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"]\n\x0eParameterValue\x12\x15\n\x0b\x66loat_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x42\x07\n\x05value\"\xac\x02\n\x0bMeasurement\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12=\n\x07metrics\x18\x02 \x03(\x0b\x32,.pbt_service.api.v1.Measurement.MetricsEntry\x12\x17\n\x0f\x63heckpoint_path\x18\x03 \x01(\t\x12\x17\n\x0f\x65lapsed_seconds\x18\x04 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x10\x63heckpoint_state\x18\x06 \x01(\x0e\x32#.pbt_service.api.v1.CheckpointState\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa1\x06\n\x05Trial\x12\n\n\x02id\x18\x01 \x01(\x03\x12\r\n\x05study\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\x03\x12\x12\n\ngeneration\x18\x04 \x01(\x05\x12/\n\x06status\x18\x05 \x01(\x0e\x32\x1f.pbt_service.api.v1.TrialStatus\x12\x37\n\x07hparams\x18\x06 \x03(\x0b\x32&.pbt_service.api.v1.Trial.HparamsEntry\x12\"\n\x1awarm_start_checkpoint_path\x18\x07 \x01(\t\x12\x1c\n\x0fparent_trial_id\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12&\n\x19initiator_parent_trial_id\x18\t \x01(\x03H\x01\x88\x01\x01\x12\x35\n\x0cmeasurements\x18\n \x03(\x0b\x32\x1f.pbt_service.api.v1.Measurement\x12:\n\x11\x66inal_measurement\x18\x0b \x01(\x0b\x32\x1f.pbt_service.api.v1.Measurement\x12\x11\n\tworker_id\x18\x0c \x01(\t\x12\x16\n\x0estop_requested\x18\r \x01(\x08\x12\x16\n\x0estatus_message\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eheartbeat_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x12initiated_trial_id\x18\x12 \x01(\x03H\x02\x88\x01\x01\x1aR\n\x0cHparamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\x05value\x18\x02 \x01(\x0b\x32\".pbt_service.api.v1.ParameterValue:\x02\x38\x01\x42\x12\n\x10_parent_trial_idB\x1c\n\x1a_initiator_parent_trial_idB\x15\n\x13_initiated_trial_id*_\n\x0bTrialStatus\x12\x1c\n\x18TRIAL_STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\r\n\tCOMPLETED\x10\x02\x12\x0b\n\x07STOPPED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04*~\n\x0f\x43heckpointState\x12 \n\x1c\x43HECKPOINT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43HECKPOINT_PRESENT\x10\x01\x12\x19\n\x15\x43HECKPOINT_COLLECTING\x10\x02\x12\x16\n\x12\x43HECKPOINT_DELETED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epbt_service/api/v1/trial.proto\x12\x12pbt_service.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"]\n\x0eParameterValue\x12\x15\n\x0b\x66loat_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x42\x07\n\x05value\"\xac\x02\n\x0bMeasurement\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12=\n\x07metrics\x18\x02 \x03(\x0b\x32,.pbt_service.api.v1.Measurement.MetricsEntry\x12\x17\n\x0f\x63heckpoint_path\x18\x03 \x01(\t\x12\x17\n\x0f\x65lapsed_seconds\x18\x04 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x10\x63heckpoint_state\x18\x06 \x01(\x0e\x32#.pbt_service.api.v1.CheckpointState\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb0\x06\n\x05Trial\x12\n\n\x02id\x18\x01 \x01(\x03\x12\r\n\x05study\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\x03\x12\x12\n\ngeneration\x18\x04 \x01(\x05\x12/\n\x06status\x18\x05 \x01(\x0e\x32\x1f.pbt_service.api.v1.TrialStatus\x12\x37\n\x07hparams\x18\x06 \x03(\x0b\x32&.pbt_service.api.v1.Trial.HparamsEntry\x12\"\n\x1awarm_start_checkpoint_path\x18\x07 \x01(\t\x12\x1c\n\x0fparent_trial_id\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12&\n\x19initiator_parent_trial_id\x18\t \x01(\x03H\x01\x88\x01\x01\x12\x35\n\x0cmeasurements\x18\n \x03(\x0b\x32\x1f.pbt_service.api.v1.Measurement\x12:\n\x11\x66inal_measurement\x18\x0b \x01(\x0b\x32\x1f.pbt_service.api.v1.Measurement\x12\x11\n\tworker_id\x18\x0c \x01(\t\x12\x16\n\x0estop_requested\x18\r \x01(\x08\x12\x16\n\x0estatus_message\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eheartbeat_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x12initiated_trial_id\x18\x12 \x01(\x03H\x02\x88\x01\x01\x12\r\n\x05steps\x18\x13 \x01(\x03\x1aR\n\x0cHparamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\x05value\x18\x02 \x01(\x0b\x32\".pbt_service.api.v1.ParameterValue:\x02\x38\x01\x42\x12\n\x10_parent_trial_idB\x1c\n\x1a_initiator_parent_trial_idB\x15\n\x13_initiated_trial_id*_\n\x0bTrialStatus\x12\x1c\n\x18TRIAL_STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\r\n\tCOMPLETED\x10\x02\x12\x0b\n\x07STOPPED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04*~\n\x0f\x43heckpointState\x12 \n\x1c\x43HECKPOINT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43HECKPOINT_PRESENT\x10\x01\x12\x19\n\x15\x43HECKPOINT_COLLECTING\x10\x02\x12\x16\n\x12\x43HECKPOINT_DELETED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,10 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEASUREMENT_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_TRIAL_HPARAMSENTRY']._loaded_options = None
   _globals['_TRIAL_HPARAMSENTRY']._serialized_options = b'8\001'
-  _globals['_TRIALSTATUS']._serialized_start=1289
-  _globals['_TRIALSTATUS']._serialized_end=1384
-  _globals['_CHECKPOINTSTATE']._serialized_start=1386
-  _globals['_CHECKPOINTSTATE']._serialized_end=1512
+  _globals['_TRIALSTATUS']._serialized_start=1304
+  _globals['_TRIALSTATUS']._serialized_end=1399
+  _globals['_CHECKPOINTSTATE']._serialized_start=1401
+  _globals['_CHECKPOINTSTATE']._serialized_end=1527
   _globals['_PARAMETERVALUE']._serialized_start=87
   _globals['_PARAMETERVALUE']._serialized_end=180
   _globals['_MEASUREMENT']._serialized_start=183
@@ -47,7 +47,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEASUREMENT_METRICSENTRY']._serialized_start=437
   _globals['_MEASUREMENT_METRICSENTRY']._serialized_end=483
   _globals['_TRIAL']._serialized_start=486
-  _globals['_TRIAL']._serialized_end=1287
-  _globals['_TRIAL_HPARAMSENTRY']._serialized_start=1132
-  _globals['_TRIAL_HPARAMSENTRY']._serialized_end=1214
+  _globals['_TRIAL']._serialized_end=1302
+  _globals['_TRIAL_HPARAMSENTRY']._serialized_start=1147
+  _globals['_TRIAL_HPARAMSENTRY']._serialized_end=1229
 # @@protoc_insertion_point(module_scope)

@@ -216,6 +216,7 @@ class Trial(_message.Message):
     HEARTBEAT_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     INITIATED_TRIAL_ID_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Globally unique id."""
     study: _builtins.str
@@ -241,6 +242,11 @@ class Trial(_message.Message):
     initiated_trial_id: _builtins.int
     """The live child this trial's reproduction made (unset while it has made none, or after that
     child was stopped or failed).
+    """
+    steps: _builtins.int
+    """Training steps the service asks for (0: the worker decides). A warm-started trial is asked
+    to reach global step (generation + 1) * steps_per_trial, so a child of an older parent
+    catches up; a fresh lineage trains steps_per_trial.
     """
     @_builtins.property
     def hparams(self) -> _containers.MessageMap[_builtins.str, Global___ParameterValue]:
@@ -283,10 +289,11 @@ class Trial(_message.Message):
         heartbeat_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         initiated_trial_id: _builtins.int | None = ...,
+        steps: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_initiated_trial_id", b"_initiated_trial_id", "_initiator_parent_trial_id", b"_initiator_parent_trial_id", "_parent_trial_id", b"_parent_trial_id", "create_time", b"create_time", "end_time", b"end_time", "final_measurement", b"final_measurement", "heartbeat_time", b"heartbeat_time", "initiated_trial_id", b"initiated_trial_id", "initiator_parent_trial_id", b"initiator_parent_trial_id", "parent_trial_id", b"parent_trial_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_initiated_trial_id", b"_initiated_trial_id", "_initiator_parent_trial_id", b"_initiator_parent_trial_id", "_parent_trial_id", b"_parent_trial_id", "create_time", b"create_time", "end_time", b"end_time", "final_measurement", b"final_measurement", "generation", b"generation", "heartbeat_time", b"heartbeat_time", "hparams", b"hparams", "id", b"id", "initiated_trial_id", b"initiated_trial_id", "initiator_parent_trial_id", b"initiator_parent_trial_id", "measurements", b"measurements", "number", b"number", "parent_trial_id", b"parent_trial_id", "status", b"status", "status_message", b"status_message", "stop_requested", b"stop_requested", "study", b"study", "warm_start_checkpoint_path", b"warm_start_checkpoint_path", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_initiated_trial_id", b"_initiated_trial_id", "_initiator_parent_trial_id", b"_initiator_parent_trial_id", "_parent_trial_id", b"_parent_trial_id", "create_time", b"create_time", "end_time", b"end_time", "final_measurement", b"final_measurement", "generation", b"generation", "heartbeat_time", b"heartbeat_time", "hparams", b"hparams", "id", b"id", "initiated_trial_id", b"initiated_trial_id", "initiator_parent_trial_id", b"initiator_parent_trial_id", "measurements", b"measurements", "number", b"number", "parent_trial_id", b"parent_trial_id", "status", b"status", "status_message", b"status_message", "steps", b"steps", "stop_requested", b"stop_requested", "study", b"study", "warm_start_checkpoint_path", b"warm_start_checkpoint_path", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__initiated_trial_id: _TypeAlias = _typing.Literal["initiated_trial_id"]  # noqa: Y015
     _WhichOneofArgType__initiated_trial_id: _TypeAlias = _typing.Literal["_initiated_trial_id", b"_initiated_trial_id"]  # noqa: Y015

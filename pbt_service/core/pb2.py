@@ -1,0 +1,67 @@
+"""PB2's explore step (Parker-Holder et al., NeurIPS 2020): a Gaussian process bandit that picks
+a child's continuous hyperparameters.
+
+The GP models the improvement a member made over its last interval as a function of (time,
+hyperparameters); a squared-exponential kernel over time as well as the hyperparameters lets old
+observations count less as training moves on (the paper's time-varying kernel, as an ARD length
+scale on time). The child gets the point of highest upper confidence bound at the current time.
+scikit-learn's `GaussianProcessRegressor` does the regression; the points it sees are capped by
+the caller, and its kernel hyperparameters are fitted with a single optimiser start, so a
+suggestion stays cheap (`benchmarks/pb2_latency.py` measures it against perturb).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+UCB_KAPPA = 2.0
+"""Exploration weight of the upper confidence bound (mean + kappa * std)."""
+
+CANDIDATES = 256
+"""Random candidates scored by the acquisition function, plus the parent's point."""
+
+MIN_POINTS = 3
+"""Fewer observations than this say nothing: the caller falls back to perturbation."""
+
+
+def propose(
+    times: np.ndarray,
+    points: np.ndarray,
+    improvements: np.ndarray,
+    parent: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The child's point in the unit cube.
+
+    Args:
+        times: (n,) when each observation ended (any unit; rescaled to [0, 1] here).
+        points: (n, d) hyperparameters of each observation, each in [0, 1].
+        improvements: (n,) improvement per step over the interval (larger is better).
+        parent: (d,) the parent's point, always a candidate.
+        rng: the decision's generator (candidates and the optimiser's seed).
+
+    Raises:
+        ValueError: fewer than `MIN_POINTS` observations or mismatched shapes.
+    """
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    n, d = points.shape
+    if n < MIN_POINTS or times.shape != (n,) or improvements.shape != (n,) or parent.shape != (d,):
+        raise ValueError(f"pb2 needs at least {MIN_POINTS} observations of matching shapes, got {n}")
+    span = float(times.max() - times.min())
+    scaled_time = (times - times.min()) / span if span > 0 else np.zeros(n)
+    features = np.column_stack([scaled_time, points])
+    y = improvements - improvements.mean()
+    scale = float(y.std())
+    y = y / scale if scale > 0 else y
+    kernel = ConstantKernel(1.0, (1e-2, 1e2)) * RBF(
+        length_scale=np.full(d + 1, 0.5), length_scale_bounds=(1e-2, 1e2)
+    ) + WhiteKernel(0.1, (1e-4, 1.0))
+    gp = GaussianProcessRegressor(kernel=kernel, random_state=int(rng.integers(2**31 - 1)))
+    gp.fit(features, y)
+    candidates = np.vstack([rng.random((CANDIDATES, d)), parent[None, :]])
+    at_now = np.column_stack([np.ones(len(candidates)), candidates])
+    mean, std = gp.predict(at_now, return_std=True)
+    best: np.ndarray = candidates[int(np.argmax(mean + UCB_KAPPA * std))]
+    return best
