@@ -7,8 +7,9 @@ is taken, so a typo fails at once instead of failing every trial.
 
 An hparam that is inactive in a trial (its condition is not met) fills in as the empty string,
 has no `PBT_HP_<NAME>` variable and is absent from the JSON file's "hparams". A trial without a
-parent gets an empty `{warm_start}`. `{steps}` is the study's `steps_per_trial`, 0 when the study
-sets none. Floats fill in with full precision (`repr`), so the script trains with exactly the
+parent gets an empty `{warm_start}`. `{steps}` is the steps the service asks this trial for
+(`Trial.steps`: more than `steps_per_trial` when a child catches up with its generation), 0 when
+the study sets no `steps_per_trial`. Floats fill in with full precision (`repr`), so the script trains with exactly the
 value the service recorded.
 """
 

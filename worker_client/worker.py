@@ -210,7 +210,7 @@ class Worker:
             hparams=dict(trial.hparams),
             warm_start_checkpoint_path=trial.warm_start_checkpoint_path or None,
             model_dir=model_dir,
-            steps=self._config_once().algorithm.steps_per_trial,
+            steps=trial.steps or self._config_once().algorithm.steps_per_trial,
             worker_id=self.worker_id,
         )
         warm = trial.warm_start_checkpoint_path

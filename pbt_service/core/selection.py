@@ -18,13 +18,33 @@ import numpy as np
 
 from pbt_service.core.fitness import Fitness, compare_fitness, fitness
 from pbt_service.core.types import (
+    AlgorithmConfig,
     Comparison,
     Objective,
+    OpponentStrategy,
     SelectionConfig,
     SelectionScore,
     SelectionStrategy,
     Trial,
 )
+
+ALL_GENERATIONS = 1_000_000_000
+"""The opponent window of OpponentStrategy.ANY: more generations than any study has."""
+
+
+def opponent_generations(algorithm: AlgorithmConfig) -> int:
+    """How many generations, the initiator's included, opponents come from (the store's k)."""
+    if algorithm.selection.opponents is OpponentStrategy.SAME:
+        return 1
+    if algorithm.selection.opponents is OpponentStrategy.ANY:
+        return ALL_GENERATIONS
+    return algorithm.opponent_generations
+
+
+def reads_all_opponents(algorithm: AlgorithmConfig) -> bool:
+    """Whether a decision looks at every opponent (truncation ranks them), so the store should
+    load them in one batch rather than one by one."""
+    return algorithm.selection.strategy is SelectionStrategy.TRUNCATION
 
 
 def is_ready(initiator: Trial, selection: SelectionConfig) -> bool:

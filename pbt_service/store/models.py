@@ -131,6 +131,8 @@ class TrialRow(Base):
     create_time: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     heartbeat_time: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     end_time: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    steps: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    lineage_json: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
 
     __table_args__ = (
         UniqueConstraint("study_id", "number"),

@@ -383,9 +383,9 @@ create_trial_postgresql = text(
     ), new_trial AS (
       INSERT INTO trials (study_id, number, generation, status, worker_id, warm_start_checkpoint_path,
                           parent_trial_id, initiator_parent_trial_id, initiated_trial_id, stop_requested,
-                          status_message, create_time, heartbeat_time)
+                          status_message, create_time, heartbeat_time, steps, lineage_json)
       SELECT study_id, number, :p_generation, 'active', :p_worker, :p_checkpoint, CAST(:p_parent AS integer),
-             CAST(:p_initiator AS integer), NULL, false, '', :p_now, :p_now
+             CAST(:p_initiator AS integer), NULL, false, '', :p_now, :p_now, :p_steps, :p_lineage
       FROM checked
       RETURNING id, number
     ), new_params AS (

@@ -24,6 +24,7 @@ from pbt_service.core.types import (
     TrialStatus,
 )
 from pbt_service.store.config_json import config_from_json
+from pbt_service.store.lineage_json import lineage_from_json
 from pbt_service.store.models import (
     MeasurementMetricRow,
     MeasurementRow,
@@ -226,4 +227,6 @@ def _trial(
         create_time=row.create_time,
         heartbeat_time=row.heartbeat_time,
         end_time=row.end_time,
+        steps=row.steps,
+        lineage=lineage_from_json(row.lineage_json),
     )

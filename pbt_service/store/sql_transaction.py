@@ -15,7 +15,9 @@ from typing import Any, overload
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from pbt_service.core import selection
 from pbt_service.core.types import (
+    ExploreStrategy,
     Measurement,
     PopulationView,
     Study,
@@ -29,6 +31,7 @@ from pbt_service.store import sql_queries as q
 from pbt_service.store.base import LEASE_EXPIRED, CollectionView, SuggestionHead, Transaction, TrialState
 from pbt_service.store.config_json import config_from_json, config_to_json
 from pbt_service.store.errors import AlreadyExistsError, NotFoundError, TrialFullError, TrialStateError
+from pbt_service.store.lineage_json import lineage_to_json
 from pbt_service.store.sql_queries import ACTIVE, COMPLETED
 from pbt_service.store.sql_rows import (
     CHUNK,
@@ -107,9 +110,7 @@ class SqlTransaction(Transaction):
         change: dict[str, object] = {"paused": state is StudyState.PAUSED}
         if state is not StudyState.PAUSED:
             change["state"] = state.value
-        updated = self._db.scalar(
-            update(STUDIES).where(STUDIES.c.name == name).values(change).returning(STUDIES.c.id)
-        )
+        updated = self._db.scalar(update(STUDIES).where(STUDIES.c.name == name).values(change).returning(STUDIES.c.id))
         if updated is None:
             raise NotFoundError(f"study {name!r} not found")
 
@@ -129,28 +130,42 @@ class SqlTransaction(Transaction):
         transaction. The initiator and the opponents carry only their final measurement."""
         study_id = self._study_id(study)
         algorithm = config.algorithm
+        k = selection.opponent_generations(algorithm)
         limit = algorithm.max_generations - 1 if algorithm.max_generations > 0 else q.NO_GENERATION_LIMIT
-        rows = self._db.execute(
-            q.view_head, {"p_study": study_id, "p_generation_limit": limit, "p_k": algorithm.opponent_generations}
-        ).all()
+        rows = self._db.execute(q.view_head, {"p_study": study_id, "p_generation_limit": limit, "p_k": k}).all()
         head = rows[0]
         if head.initiator_id is None:
             return PopulationView(live_in_generation_zero=head.live_zero, trials_counted=head.counted)
         initiator = trial_from_joined_rows(rows, study)
-        window = {
-            "p_study": study_id, "p_k": algorithm.opponent_generations, "p_initiator": head.initiator_id,
-            "p_generation": head.initiator_generation,
-        }  # fmt: skip
+        generation = head.initiator_generation
+        opponents: Sequence[Trial]
+        if selection.reads_all_opponents(algorithm):
+            window_trials = self.completed_trials(study, max(generation - k + 1, 0), generation)
+            opponents = [t for t in window_trials if t.id != initiator.id]
+        else:
+            window = {"p_study": study_id, "p_k": k, "p_initiator": head.initiator_id, "p_generation": generation}
+            opponents = _LazyOpponents(
+                head.opponent_count, lambda offset: self._read_opponent({**window, "p_offset": offset}, study)
+            )
         return PopulationView(
             live_in_generation_zero=head.live_zero,
             trials_counted=head.counted,
             initiator=initiator,
             initiator_generation_size=head.generation_size,
-            opponents=_LazyOpponents(
-                head.opponent_count,
-                lambda offset: self._read_opponent({**window, "p_offset": offset}, study),
-            ),
+            opponents=opponents,
+            history=self._pb2_history(study, config, generation),
         )
+
+    def _pb2_history(self, study: str, config: StudyConfig, generation: int) -> list[Trial]:
+        """PB2's observations: the completed trials of the fewest recent generations that can
+        hold `pb2_max_points`, newest first, capped at that many."""
+        explore = config.algorithm.explore
+        if explore.strategy is not ExploreStrategy.PB2:
+            return []
+        span = -(-explore.pb2_max_points // config.algorithm.population_size) + 1
+        recent = self.completed_trials(study, max(generation - span + 1, 0), generation)
+        recent.sort(key=lambda t: (-t.generation, -t.number))
+        return recent[: explore.pb2_max_points]
 
     def _read_opponent(self, window: dict[str, object], study: str) -> Trial:
         """The opponent `sql_queries.opponent_at` selects; the study lock keeps the window as counted."""
@@ -193,6 +208,8 @@ class SqlTransaction(Transaction):
             "status_message": "",
             "create_time": created,
             "heartbeat_time": created,
+            "steps": proposal.steps,
+            "lineage_json": lineage_to_json(proposal.lineage),
         }
         trial_id = self._db.scalar(q.insert_trial, values)
         if params:
@@ -213,6 +230,7 @@ class SqlTransaction(Transaction):
             {
                 "p_name": study, "p_parent": parent, "p_initiator": initiator, "p_generation": proposal.generation,
                 "p_worker": worker_id, "p_checkpoint": proposal.warm_start_checkpoint_path, "p_now": created,
+                "p_steps": proposal.steps, "p_lineage": lineage_to_json(proposal.lineage),
                 **{f"p_{key}": [p[column] for p in params] for key, column in _PARAM_ARRAYS},
             },
         ).one_or_none()  # fmt: skip
@@ -460,7 +478,11 @@ class SqlTransaction(Transaction):
 
 
 _PARAM_ARRAYS = (
-    ("names", "name"), ("kinds", "kind"), ("floats", "float_value"), ("ints", "int_value"), ("strings", "string_value"),
+    ("names", "name"),
+    ("kinds", "kind"),
+    ("floats", "float_value"),
+    ("ints", "int_value"),
+    ("strings", "string_value"),
 )
 
 
@@ -472,7 +494,8 @@ def _new_trial(
         status=TrialStatus.ACTIVE, hparams=dict(proposal.hparams),
         warm_start_checkpoint_path=proposal.warm_start_checkpoint_path,
         parent_trial_id=proposal.parent_trial_id, initiator_parent_trial_id=proposal.initiator_id,
-        worker_id=worker_id, create_time=created, heartbeat_time=created,
+        worker_id=worker_id, create_time=created, heartbeat_time=created, steps=proposal.steps,
+        lineage=proposal.lineage,
     )  # fmt: skip
 
 
