@@ -1,0 +1,89 @@
+"""Every row of the tables: its name, what it is, the function that runs it, and why it cannot run
+here when a package is missing (the row is then shown as skipped with that note, never dropped).
+
+Methods run as `run(task, budget, seed, workdir) -> MethodOutcome`. `family` groups rows in the
+tables and tells the runner which runs need Ray's process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from benchmarks.paper import methods_optuna, methods_static
+from benchmarks.paper.records import MethodOutcome
+from benchmarks.paper.tasks.base import Budget, Task
+from benchmarks.paper.variants import VARIANTS, PbtVariant
+
+Run = Callable[[Task, Budget, int, Path], MethodOutcome]
+
+VARIANT_TASKS = ("noisy_quadratic", "hard_quadratic")
+"""In the full suite the PBT variant rows (one setting changed) run on these tasks only, to fit the
+hour; `--quick` runs them on every task."""
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    family: str
+    description: str
+    run: Run
+    missing: Callable[[], str | None] = lambda: None
+    full_tasks: tuple[str, ...] | None = None
+
+
+def _pbt(variant: PbtVariant, task: Task, budget: Budget, seed: int, workdir: Path) -> MethodOutcome:
+    from benchmarks.paper.methods_ours import run_pbt  # imports the server only where it runs
+
+    return run_pbt(variant, task, budget, seed, workdir)
+
+
+def _ray(pb2: bool, task: Task, budget: Budget, seed: int, workdir: Path) -> MethodOutcome:
+    from benchmarks.paper.methods_ray import run_ray
+
+    return run_ray(pb2, task, budget, seed, workdir)
+
+
+def _missing_ray() -> str | None:
+    from benchmarks.paper.methods_ray import missing_ray
+
+    return missing_ray()
+
+
+def _missing_pb2() -> str | None:
+    from benchmarks.paper.methods_ray import missing_pb2
+
+    return missing_pb2()
+
+
+def _methods() -> tuple[Method, ...]:
+    ours = tuple(
+        Method(v.name, "ours", v.description, partial(_pbt, v),
+               full_tasks=None if v.name in ("pbt-5x5", "pbt-5x20") else VARIANT_TASKS)
+        for v in VARIANTS
+    )
+    return (
+        *ours,
+        Method("grid", "baseline", "log grid of the learning rate, members values", methods_static.run_grid),
+        Method("random", "baseline", "random search, members trials (log-uniform)", methods_static.run_random),
+        Method("optuna-tpe", "optuna", "Optuna TPESampler, members trials",
+               partial(methods_optuna.run_sampler, methods_optuna.tpe, True)),
+        Method("optuna-cmaes", "optuna", "Optuna CmaEsSampler, members trials",
+               partial(methods_optuna.run_sampler, methods_optuna.cmaes, False), methods_optuna.missing_cmaes),
+        Method("optuna-gp", "optuna", "Optuna GPSampler, members trials",
+               partial(methods_optuna.run_sampler, methods_optuna.gp, True), methods_optuna.missing_gp),
+        Method("optuna-sha", "optuna", "Optuna SuccessiveHalvingPruner (r=3), random configurations",
+               lambda task, budget, seed, workdir: methods_optuna.run_pruner(
+                   methods_optuna.successive_halving(budget), task, budget, seed, workdir)),
+        Method("optuna-hyperband", "optuna", "Optuna HyperbandPruner (r=3), random configurations",
+               lambda task, budget, seed, workdir: methods_optuna.run_pruner(
+                   methods_optuna.hyperband(budget), task, budget, seed, workdir)),
+        Method("ray-pbt", "ray", "Ray Tune PopulationBasedTraining, members trials", partial(_ray, False),
+               _missing_ray),
+        Method("ray-pb2", "ray", "Ray Tune PB2, members trials", partial(_ray, True), _missing_pb2),
+    )
+
+
+METHODS: dict[str, Method] = {m.name: m for m in _methods()}

@@ -1,0 +1,121 @@
+"""Runs (task, method, seed) jobs and returns one `RunResult` each.
+
+Independent runs go to a pool of processes (2 on this machine, one run per core, each with one
+torch thread, so a run's wall time means the same whatever runs beside it); Ray's runs go after
+them to one process of their own, which starts Ray once with both cores. Each run gets a fresh
+temporary folder. A method whose package is missing yields a `skipped` result with the reason;
+an exception yields `failed` with the error, so one broken row never hides the others.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from benchmarks.paper.methods import METHODS
+from benchmarks.paper.records import RunResult, summarize
+from benchmarks.paper.tasks.base import Task
+from benchmarks.paper.toy_task import toy_task
+
+
+@dataclass(frozen=True)
+class Job:
+    task: str
+    method: str
+    seed: int
+    quick: bool
+
+
+def load_tasks() -> dict[str, Task]:
+    """The registry's tasks (when it is there) and the toy tasks, by name."""
+    tasks: dict[str, Task] = {"toy": cast(Task, toy_task()), "toy_pareto": cast(Task, toy_task(True))}
+    try:
+        from benchmarks.paper.tasks.registry import TASKS  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return tasks
+    return {**dict(TASKS), **tasks}
+
+
+def limit_threads() -> None:
+    """One BLAS and torch thread per process: two runs on two cores, not four threads fighting."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
+def run_job(job: Job) -> RunResult:
+    """One run in this process (see the module docstring for skipped and failed)."""
+    method = METHODS[job.method]
+    missing = method.missing()
+    if missing:
+        return RunResult(job.task, job.method, job.seed, "skipped", missing)
+    task = load_tasks()[job.task]
+    budget = task.budget(job.quick)
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"paper-{job.task}-{job.method}-") as folder:
+            outcome = method.run(task, budget, job.seed, Path(folder))
+    except Exception as error:  # noqa: BLE001 - recorded as the row's note
+        last = traceback.format_exception_only(type(error), error)[-1].strip()
+        return RunResult(job.task, job.method, job.seed, "failed", last[:500], budget=budget.total_steps,
+                         seconds=time.perf_counter() - started)
+    return summarize(task, job.method, job.seed, budget.total_steps, outcome, time.perf_counter() - started)
+
+
+def run_jobs(jobs: Iterable[Job], parallel: int, progress: Callable[[RunResult, int, int], None]) -> list[RunResult]:
+    """Every job, non-Ray runs first in `parallel` processes (0: in this process, for tests), then
+    Ray's runs in one process. Results come back in the jobs' order."""
+    jobs = list(jobs)
+    order = {job: i for i, job in enumerate(jobs)}
+    results: dict[int, RunResult] = {}
+    skipped = [job for job in jobs if METHODS[job.method].missing()]
+    for job in skipped:
+        results[order[job]] = run_job(job)
+        progress(results[order[job]], len(results), len(jobs))
+    to_run = [job for job in jobs if job not in skipped]
+    phases = [
+        ([j for j in to_run if METHODS[j.method].family != "ray"], parallel),
+        ([j for j in to_run if METHODS[j.method].family == "ray"], min(parallel, 1)),
+    ]
+    for phase, processes in phases:
+        if not phase:
+            continue
+        if processes == 0:
+            for job in phase:
+                results[order[job]] = run_job(job)
+                progress(results[order[job]], len(results), len(jobs))
+            continue
+        context = multiprocessing.get_context("spawn")  # gRPC and torch do not survive fork
+        with ProcessPoolExecutor(processes, mp_context=context, initializer=limit_threads) as pool:
+            futures: dict[Future[RunResult], Job] = {pool.submit(run_job, job): job for job in phase}
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    result = future.result()
+                except Exception as error:  # noqa: BLE001 - a dead worker process
+                    result = RunResult(job.task, job.method, job.seed, "failed", f"process died: {error!r}"[:500])
+                results[order[job]] = result
+                progress(result, len(results), len(jobs))
+    return [results[i] for i in range(len(jobs))]
+
+
+def progress_line(result: RunResult, done: int, total: int) -> str:
+    """One line per finished run, for the console."""
+    head = f"[{done:>3}/{total}] {result.task:<16} {result.method:<17} seed {result.seed}"
+    if result.status != "ok":
+        return f"{head}: {result.status.upper()} {result.note}"
+    score = f"{result.score:.4g}" if math.isfinite(result.score) else "nan"
+    return f"{head}: score {score}, {result.resource}/{result.budget} steps, {result.seconds:.1f} s"
