@@ -43,7 +43,7 @@ STATEMENTS: dict[str, tuple[Executable, dict[str, Any]]] = {
         {
             "p_name": "load", "p_parent": LAST, "p_initiator": LAST, "p_generation": 1, "p_worker": "w",
             "p_checkpoint": "", "p_now": NOW, "p_names": ["x"], "p_kinds": ["float"], "p_floats": [0.5],
-            "p_ints": [None], "p_strings": [None],
+            "p_ints": [None], "p_strings": [None], "p_steps": 10, "p_lineage": "",
         },
     ),
     "insert_measurement_with_metrics_postgresql": (
