@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
 def study_configs(args: argparse.Namespace, seed: int) -> dict[str, StudyConfig]:
     lineage_steps = args.generations * args.steps
     return {
-        "PBT": study_config(args.population, args.generations, args.steps, seed=seed),
+        "PBT": study_config(args.population, args.generations, args.steps, seed=seed, frozen=()),
         "PBT-fz": study_config(args.population, args.generations, args.steps, seed=seed, frozen=FROZEN),
         "random": study_config(args.population, 1, lineage_steps, seed=seed),
     }

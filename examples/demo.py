@@ -27,8 +27,6 @@ from worker_client import CheckpointPolicy, PbtClient, StudyConfig, TrialStatus,
 from worker_client.results import best, format_schedule, trial_schedule
 
 EXAMPLES = ("digits", "toy", "noisy_quadratic")
-FROZEN_BY_DEFAULT = {"digits": "hidden_units,optimizer"}
-"""Architecture-changing choices sampled once per lineage: see benchmarks/README.md for why."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     config = problem.study_config(
         population_size=args.population, max_generations=args.generations,
         **({"steps_per_trial": args.steps} if args.steps else {}), seed=args.seed,
-        **({"frozen": tuple(filter(None, frozen.split(",")))} if (frozen := _frozen(args)) else {}),
+        **({"frozen": tuple(filter(None, args.freeze.split(",")))} if args.freeze is not None else {}),
     )
     checkpoints = (root / "checkpoints").resolve()
     config = dataclasses.replace(config, checkpoints=CheckpointPolicy(roots=(str(checkpoints),)))
@@ -65,10 +63,6 @@ def main(argv: list[str] | None = None) -> None:
         files = [p for p in checkpoints.rglob("*") if p.is_file()]
         print(f"checkpoints on disk under {checkpoints}: {len(files)} files, "
               f"{sum(p.stat().st_size for p in files)} bytes")
-
-
-def _frozen(args: argparse.Namespace) -> str:
-    return str(args.freeze if args.freeze is not None else FROZEN_BY_DEFAULT.get(args.example, ""))
 
 
 def _show(client: PbtClient, study: str, config: StudyConfig, bar: tqdm) -> None:
@@ -112,8 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=0, help="training steps per trial (default: the example's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--freeze", default=None,
-                        help="comma-separated parameters never mutated (digits default: hidden_units,optimizer; "
-                             "'' mutates all)")
+                        help="comma-separated parameters never mutated (default: the example's; digits freezes "
+                             "hidden_units,optimizer; '' mutates all)")
     parser.add_argument("--workdir", default="runs/demo", help="database and checkpoints go here")
     parser.add_argument("--database-url", default=None, help="default: sqlite:///<workdir>/pbt.db")
     parser.add_argument("--study", default=None, help="study name (default: <example>-<time>)")

@@ -32,6 +32,8 @@ from worker_client.torch_checkpoint import load_checkpoint, partial_restore, sav
 
 STEPS_PER_TRIAL = 100
 HIDDEN_UNITS = (16.0, 32.0, 64.0, 128.0)
+ARCHITECTURE = ("hidden_units", "optimizer")
+"""Parameters whose change would cost a child its weights or its optimizer state."""
 
 
 def study_config(
@@ -39,15 +41,17 @@ def study_config(
     max_generations: int = 10,
     steps_per_trial: int = STEPS_PER_TRIAL,
     seed: int = 0,
-    frozen: Collection[str] = (),
+    frozen: Collection[str] = ARCHITECTURE,
 ) -> StudyConfig:
     """Maximize validation "accuracy" over the learning rate, optimizer, momentum (SGD only) and width.
 
-    Parameters named in `frozen` are sampled once per lineage and inherited unchanged. The service
+    Parameters named in `frozen` are sampled once per lineage (and again only when a lineage
+    starts fresh) and inherited unchanged. By default those are the ones that change the model's
+    shape or the optimizer's state (`ARCHITECTURE`), as a careful user would set them: the service
     moves a DISCRETE value to a neighbour and resamples a CATEGORICAL one on every mutation, so
-    without freezing every child changes width (only the layers that still fit are restored) and
-    half of them switch optimizer (its state is dropped); `frozen=("hidden_units", "optimizer")`
-    keeps whole models and optimizer states across generations. Raises ValueError for unknown names.
+    unfrozen, every child would change width (only the layers that still fit are restored) and
+    half of them would switch optimizer (its state is dropped). `frozen=()` mutates everything.
+    Raises ValueError for unknown names.
     """
     parameters = (
         ParameterSpec("learning_rate", ParameterType.FLOAT, low=1e-4, high=1e-1, scale=Scale.LOG),

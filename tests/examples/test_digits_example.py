@@ -80,6 +80,7 @@ def test_frozen_names_freeze_exactly_those_parameters() -> None:
     config = digits.study_config(frozen=("hidden_units", "optimizer"))
     validate_config(config)
     assert {p.name for p in config.parameters if p.frozen} == {"hidden_units", "optimizer"}
-    assert not any(p.frozen for p in digits.study_config().parameters)
+    assert {p.name for p in digits.study_config().parameters if p.frozen} == {"hidden_units", "optimizer"}
+    assert not any(p.frozen for p in digits.study_config(frozen=()).parameters)
     with pytest.raises(ValueError, match="width"):
         digits.study_config(frozen=("width",))
