@@ -12,6 +12,8 @@ suggestion stays cheap (`benchmarks/pb2_latency.py` measures it against perturb)
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 UCB_KAPPA = 2.0
@@ -36,13 +38,15 @@ def propose(
     Args:
         times: (n,) when each observation ended (any unit; rescaled to [0, 1] here).
         points: (n, d) hyperparameters of each observation, each in [0, 1].
-        improvements: (n,) improvement per step over the interval (larger is better).
+        improvements: (n,) improvement per step over the interval (larger is better; only their
+            order matters, see `_ranks`).
         parent: (d,) the parent's point, always a candidate.
         rng: the decision's generator (candidates and the optimiser's seed).
 
     Raises:
         ValueError: fewer than `MIN_POINTS` observations or mismatched shapes.
     """
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
@@ -52,16 +56,29 @@ def propose(
     span = float(times.max() - times.min())
     scaled_time = (times - times.min()) / span if span > 0 else np.zeros(n)
     features = np.column_stack([scaled_time, points])
-    y = improvements - improvements.mean()
-    scale = float(y.std())
-    y = y / scale if scale > 0 else y
+    y = _ranks(improvements)
     kernel = ConstantKernel(1.0, (1e-2, 1e2)) * RBF(
         length_scale=np.full(d + 1, 0.5), length_scale_bounds=(1e-2, 1e2)
     ) + WhiteKernel(0.1, (1e-4, 1.0))
     gp = GaussianProcessRegressor(kernel=kernel, random_state=int(rng.integers(2**31 - 1)))
-    gp.fit(features, y)
+    with warnings.catch_warnings():  # a length scale at its bound is an answer, not a problem
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gp.fit(features, y)
     candidates = np.vstack([rng.random((CANDIDATES, d)), parent[None, :]])
     at_now = np.column_stack([np.ones(len(candidates)), candidates])
     mean, std = gp.predict(at_now, return_std=True)
     best: np.ndarray = candidates[int(np.argmax(mean + UCB_KAPPA * std))]
     return best
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Improvements as centred ranks in [-1, 1] (ties averaged): a lineage that nearly diverged
+    can improve by 1e100 in one interval, and on raw values that one point would flatten the GP
+    everywhere else. PB2 normalises its targets too; ranks make that robust."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values), dtype=float)
+    for v in np.unique(values):
+        tied = values == v
+        ranks[tied] = ranks[tied].mean()
+    return 2 * ranks / max(len(values) - 1, 1) - 1
