@@ -24,5 +24,5 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[server,dev,examples]"
+.venv/bin/python -m pip install -q -e ".[server,dev,examples,bench]"
 exec .venv/bin/python -m pytest -q "$@"

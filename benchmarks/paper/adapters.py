@@ -135,15 +135,34 @@ def train_static(
 
 class ServiceAdapter:
     """The trainer and evaluator our workers run: warm-start from the parent's checkpoint folder,
-    train `ctx.steps` (the service may ask a child to catch up, so that is what is counted), write
-    one checkpoint; the evaluator logs the event and returns the metrics to the service."""
+    train `ctx.steps`, write one checkpoint; the evaluator logs the event and returns the metrics
+    to the service.
 
-    def __init__(self, task: Task, run_seed: int, log: EventLog) -> None:
+    The service asks a child whose parent is from an older generation to train more than one
+    interval, so its lineage catches up with its generation; those steps are real resource, and
+    they would add up to a fifth more than the budget. So every trial is granted at most what is
+    left of `budget_steps`: once the budget is spent, trials write their parent's state unchanged
+    (0 steps) until the service's generations run out. `spent_in_generation` is the generation of
+    the first trial that got less than it asked for (None: the budget was never short).
+    """
+
+    def __init__(self, task: Task, run_seed: int, log: EventLog, budget_steps: int) -> None:
         self.task = task
         self.run_seed = run_seed
         self.log = log
+        self.budget_steps = budget_steps
+        self.spent_in_generation: int | None = None
+        self._granted = 0
         self._lock = threading.Lock()
         self._fresh: dict[str, tuple[Any, Schedule, int]] = {}
+
+    def _grant(self, steps: int, generation: int) -> int:
+        with self._lock:
+            granted = max(0, min(steps, self.budget_steps - self._granted))
+            self._granted += granted
+            if granted < steps and self.spent_in_generation is None:
+                self.spent_in_generation = generation
+            return granted
 
     def train(self, ctx: TrialContext) -> None:
         hparams = active_hparams(self.task.parameters, ctx.hparams)
@@ -152,12 +171,14 @@ class ServiceAdapter:
         else:
             state, schedule = self.task.init(hparams, derived_seed(self.run_seed, ctx.trial_id, "init")), ()
         start = self.task.step_of(state)
-        schedule = extend(schedule, start, hparams)
-        state = self.task.train(state, hparams, ctx.steps, derived_seed(self.run_seed, ctx.trial_id, start))
-        self.log.add_trained(ctx.steps)
+        steps = self._grant(ctx.steps, ctx.generation)
+        if steps:
+            schedule = extend(schedule, start, hparams)
+            state = self.task.train(state, hparams, steps, derived_seed(self.run_seed, ctx.trial_id, start))
+            self.log.add_trained(steps)
         path = ctx.checkpoint_path(self.task.step_of(state))
         with self._lock:  # before the file appears: the evaluator thread may see it at once
-            self._fresh[str(path)] = (state, schedule, ctx.steps)
+            self._fresh[str(path)] = (state, schedule, steps)
         save_checkpoint(self.task, state, schedule, path)
 
     def evaluate(self, ctx: TrialContext, checkpoint: Path) -> dict[str, float]:

@@ -7,8 +7,9 @@ keeps its defaults. Successive halving and Hyperband are pruners: random configu
 the validation objective after every interval and are pruned by the pruner; trials start until
 the trained steps add up to the budget's total (the last one is cut where the budget ends).
 
-Multi-objective tasks: TPE and GP optimize every objective (Pareto); CMA-ES and the pruners are
-single-objective in Optuna, so they optimize the first objective, and the row's note says so.
+Two-objective (PARETO) tasks: TPE and GP optimize both objectives; CMA-ES and the pruners are
+single-objective in Optuna, so they optimize the first objective, and the row's note says so. A
+LEXICOGRAPHIC task's later objectives only break ties, so Optuna optimizes its first one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from benchmarks.paper.adapters import train_static
 from benchmarks.paper.records import EventLog, MethodOutcome
 from benchmarks.paper.tasks.base import Budget, Task
 from pbt_service.core.search_space import is_active, topological_order
-from worker_client import Goal, ParameterType, ParamValue, Scale
+from worker_client import Comparison, Goal, ParameterType, ParamValue, Scale
 
 SamplerFactory = Callable[[int, Budget], optuna.samplers.BaseSampler]
 
@@ -64,7 +65,8 @@ def run_sampler(
 ) -> MethodOutcome:
     """`budget.members` trials proposed by the sampler, each trained the whole `steps_per_member`."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    objectives = task.objectives if multi_objective else task.objectives[:1]
+    pareto = task.comparison is Comparison.PARETO
+    objectives = task.objectives if multi_objective and pareto else task.objectives[:1]
     study = optuna.create_study(directions=[_direction(o.goal) for o in objectives], sampler=factory(seed, budget))
     log = EventLog()
 
@@ -74,7 +76,7 @@ def run_sampler(
         return values if len(values) > 1 else values[0]
 
     study.optimize(objective, n_trials=budget.members)
-    note = "" if len(objectives) == len(task.objectives) else f"optimizes {objectives[0].metric} only"
+    note = f"optimizes {objectives[0].metric} only" if pareto and len(objectives) == 1 else ""
     return MethodOutcome(log.events(), log.trained, len(study.trials), note)
 
 
@@ -104,7 +106,7 @@ def run_pruner(
         study.optimize(objective, n_trials=1)
     pruned = sum(1 for t in study.trials if t.state is optuna.trial.TrialState.PRUNED)
     note = f"random sampler; {pruned} of {len(study.trials)} trials pruned"
-    if len(task.objectives) > 1:
+    if task.comparison is Comparison.PARETO:
         note += f"; optimizes {first.metric} only"
     return MethodOutcome(log.events(), log.trained, len(study.trials), note)
 

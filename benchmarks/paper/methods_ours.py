@@ -21,7 +21,7 @@ def run_pbt(variant: PbtVariant, task: Task, budget: Budget, seed: int, workdir:
     """One PBT run of `variant` on `task`; the study's seed is the run's seed."""
     logging.getLogger("worker_client").setLevel(logging.WARNING)
     log = EventLog()
-    adapter = ServiceAdapter(task, seed, log)
+    adapter = ServiceAdapter(task, seed, log, budget.total_steps)
     config = StudyConfig(
         parameters=task.parameters,
         objectives=task.objectives,
@@ -34,6 +34,9 @@ def run_pbt(variant: PbtVariant, task: Task, budget: Budget, seed: int, workdir:
         trials = run_workers(service.address, study.name, adapter.train, adapter.evaluate, WORKERS, workdir / "runs")
     algo = config.algorithm
     plan = f"{algo.population_size} members x {algo.max_generations} generations x {algo.steps_per_trial} steps"
+    if adapter.spent_in_generation is not None:
+        plan += (f"; budget spent in generation {adapter.spent_in_generation} (children catching up with their "
+                 "generation train more than one interval)")
     return MethodOutcome(log.events(), log.trained, trials, "; ".join(filter(None, [plan, note])))
 
 

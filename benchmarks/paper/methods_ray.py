@@ -33,7 +33,7 @@ import numpy as np
 from benchmarks.paper.adapters import active_hparams, derived_seed, extend, load_checkpoint, metrics_of, save_checkpoint
 from benchmarks.paper.records import Event, EventLog, MethodOutcome, Schedule
 from benchmarks.paper.tasks.base import Budget, Task
-from worker_client import Goal, ParameterType, ParamValue, Scale
+from worker_client import Comparison, Goal, ParameterType, ParamValue, Scale
 
 MODEL_FOLDER = "model"
 LOG10 = "log10_"
@@ -233,7 +233,7 @@ def run_ray(pb2: bool, task: Task, budget: Budget, seed: int, workdir: Path) -> 
     )
     results = tuner.fit()
     errors = len(results.errors)
-    note = "ranked by the first objective only" if len(task.objectives) > 1 else ""
+    note = "ranked by the first objective only" if task.comparison is Comparison.PARETO else ""
     if errors:
         note = "; ".join(filter(None, [note, f"{errors} trial(s) errored: {results.errors[0]!r}"[:300]]))
     return MethodOutcome(log.events(), log.trained, len(results), note)
