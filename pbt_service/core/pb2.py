@@ -6,15 +6,22 @@ hyperparameters); a squared-exponential kernel over time as well as the hyperpar
 observations count less as training moves on (the paper's time-varying kernel, as an ARD length
 scale on time). The child gets the point of highest upper confidence bound at the current time.
 scikit-learn's `GaussianProcessRegressor` does the regression; the points it sees are capped by
-the caller, and its kernel hyperparameters are fitted with a single optimiser start, so a
-suggestion stays cheap (`benchmarks/pb2_latency.py` measures it against perturb).
+the caller and its length scale is picked from `LENGTH_SCALES` by marginal likelihood, so a
+suggestion stays cheap (`benchmarks/pb2_latency.py` measures it against perturb). scikit-learn is
+imported with this module, i.e. when the service starts, not inside the first PB2 suggestion.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+LENGTH_SCALES = (0.1, 0.3, 1.0)
+"""Length scales tried for the hyperparameters (in the unit cube); the one of highest marginal
+likelihood is kept. Time has length scale 1 (the whole window) and the noise is a third of the
+targets' variance. A full optimisation of the kernel (L-BFGS with restarts) costs 50-150 ms a
+suggestion on these machines; three fixed fits cost about 4 ms (benchmarks/pb2_latency.py)."""
 
 UCB_KAPPA = 2.0
 """Exploration weight of the upper confidence bound (mean + kappa * std)."""
@@ -41,15 +48,11 @@ def propose(
         improvements: (n,) improvement per step over the interval (larger is better; only their
             order matters, see `_ranks`).
         parent: (d,) the parent's point, always a candidate.
-        rng: the decision's generator (candidates and the optimiser's seed).
+        rng: the decision's generator (the candidates).
 
     Raises:
         ValueError: fewer than `MIN_POINTS` observations or mismatched shapes.
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
-
     n, d = points.shape
     if n < MIN_POINTS or times.shape != (n,) or improvements.shape != (n,) or parent.shape != (d,):
         raise ValueError(f"pb2 needs at least {MIN_POINTS} observations of matching shapes, got {n}")
@@ -57,17 +60,25 @@ def propose(
     scaled_time = (times - times.min()) / span if span > 0 else np.zeros(n)
     features = np.column_stack([scaled_time, points])
     y = _ranks(improvements)
-    kernel = ConstantKernel(1.0, (1e-2, 1e2)) * RBF(
-        length_scale=np.full(d + 1, 0.5), length_scale_bounds=(1e-2, 1e2)
-    ) + WhiteKernel(0.1, (1e-4, 1.0))
-    gp = GaussianProcessRegressor(kernel=kernel, random_state=int(rng.integers(2**31 - 1)))
-    with warnings.catch_warnings():  # a length scale at its bound is an answer, not a problem
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        gp.fit(features, y)
+    gp = _fit(features, y)
     candidates = np.vstack([rng.random((CANDIDATES, d)), parent[None, :]])
     at_now = np.column_stack([np.ones(len(candidates)), candidates])
     mean, std = gp.predict(at_now, return_std=True)
     best: np.ndarray = candidates[int(np.argmax(mean + UCB_KAPPA * std))]
+    return best
+
+
+def _fit(features: np.ndarray, y: np.ndarray) -> GaussianProcessRegressor:
+    """The GP of highest log marginal likelihood among the `LENGTH_SCALES`."""
+    best: GaussianProcessRegressor | None = None
+    for scale in LENGTH_SCALES:
+        lengths = np.full(features.shape[1], scale)
+        lengths[0] = 1.0
+        kernel = ConstantKernel(1.0) * RBF(lengths) + WhiteKernel(1.0 / 3.0)
+        gp = GaussianProcessRegressor(kernel=kernel, optimizer=None).fit(features, y)
+        if best is None or gp.log_marginal_likelihood_value_ > best.log_marginal_likelihood_value_:
+            best = gp
+    assert best is not None
     return best
 
 
