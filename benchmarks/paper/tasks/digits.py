@@ -12,8 +12,10 @@ change the width or the optimizer anyway, the tensors that still fit are kept an
 state is dropped (the example's smart saver).
 
 Full budget: 5 members × 20 intervals × 50 steps (1,000 minibatch steps a member, about 30
-epochs); quick: 5 × 3 × 20. Measured on one core (init + every interval's train + evaluate of
-all members, width 64, Adam): full 5.2 s, quick 0.3 s.
+epochs); quick: 5 × 3 × 20. Measured as CPU time of one process (init + every interval's train
++ evaluate of all members, width 64, Adam at 3e-3; data already loaded) on the shared 2-core
+machine: full 5.6 s (test accuracy 0.978), quick 0.4 s. Loading the data and importing
+scikit-learn and torch adds about 3 s once per process.
 """
 
 from __future__ import annotations

@@ -13,8 +13,11 @@ by `pareto.hypervolume` up to `reference_point` = (2.2, 2.2). `score` is loss_a 
 tables that need one number); `ideal_front` is the front of the exact minimizers over w, whose
 hypervolume (`ideal_hypervolume`, 4.53) bounds what any method can reach.
 
-Full budget: 5 members × 30 intervals × 10 steps; quick: 5 × 6 × 10. Measured on one core (init +
-every interval's train + evaluate of all members): full 0.03 s, quick 0.006 s.
+Full budget: 5 members × 30 intervals × 10 steps; quick: 5 × 6 × 10. Measured as CPU time of one
+process (init + every interval's train + evaluate of all members) on the shared 2-core machine:
+full 0.03 s, quick 0.007 s. At η = 0.1 and 11 fixed weights, 300 steps reach a hypervolume of
+4.24 (94% of the ideal front's 4.53); η ≤ 0.01 does not reach the reference box in 300 steps and
+η ≥ 1 is dominated by its noise floor.
 """
 
 from __future__ import annotations
