@@ -119,7 +119,8 @@ class HardQuadraticTask:
 
     def limit(self, quick: bool) -> float:
         """The best decaying schedule's expected final loss at this budget: the best free
-        per-interval schedule, never worse than the best of any family (`schedules`)."""
+        per-interval schedule, never worse than the best of any family (`schedules`). An
+        expectation: one run's final loss scatters around it."""
         return self.schedules(quick)["free"].expected_loss
 
     def expected_loss(self, rates: np.ndarray | list[float], steps: int = 1) -> np.ndarray:

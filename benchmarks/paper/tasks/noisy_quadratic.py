@@ -77,7 +77,8 @@ class NoisyQuadraticTask:
         return loss if math.isfinite(loss) else math.inf
 
     def limit(self, quick: bool) -> float:
-        """The best per-interval schedule's expected final loss at this budget (`schedules`)."""
+        """The best per-interval schedule's expected final loss at this budget (`schedules`). An
+        expectation: one run's final loss scatters around it."""
         return self.schedules(quick)["free"].expected_loss
 
     def expected_loss(self, rates: np.ndarray | list[float], steps: int = 1) -> np.ndarray:

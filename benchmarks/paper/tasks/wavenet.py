@@ -73,7 +73,7 @@ class WaveNetTask:
     def init(self, hparams: Mapping[str, ParamValue], seed: int) -> TorchState:
         """The example's WaveNet with PyTorch's default initialization drawn from `seed`."""
         torch.set_num_threads(1)
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch_generator(seed, 0, _INIT).initial_seed()))
             model = WaveNet()
         return capture(model, self._optimizer(model, hparams), 0)
