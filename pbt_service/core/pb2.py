@@ -20,10 +20,15 @@ from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 LENGTH_SCALES = (0.1, 0.3, 1.0)
 """Length scales tried for the hyperparameters (in the unit cube); the one of highest marginal
 likelihood is kept. Time has length scale 1 (the whole window) and the noise is a third of the
-targets' variance. A full optimisation of the kernel (L-BFGS with restarts) costs 50-150 ms a
+targets' prior variance. A full optimisation of the kernel (L-BFGS with restarts) costs 50-150 ms a
 suggestion on these machines; three fixed fits cost about 4 ms (benchmarks/pb2_latency.py)."""
 
-UCB_KAPPA = 2.0
+RANK_VARIANCE = 1.0 / 3.0
+"""Variance of centred ranks spread evenly over [-1, 1]: the GP's prior variance, so that where
+there is no data the bound is no higher than what the data already shows (a prior of variance 1
+made every unexplored corner of the box look best, and PB2 jumped there)."""
+
+UCB_KAPPA = 1.0
 """Exploration weight of the upper confidence bound (mean + kappa * std)."""
 
 CANDIDATES = 256
@@ -45,8 +50,10 @@ def propose(
     Args:
         times: (n,) when each observation ended (any unit; rescaled to [0, 1] here).
         points: (n, d) hyperparameters of each observation, each in [0, 1].
-        improvements: (n,) improvement per step over the interval (larger is better; only their
-            order matters, see `_ranks`).
+        improvements: (n,) improvement per step over the interval (larger is better). Only their
+            order among observations of the same time matters (see `_ranks`): early intervals
+            improve more than late ones whatever the hyperparameters, and PB2's question is which
+            setting did best at a given time.
         parent: (d,) the parent's point, always a candidate.
         rng: the decision's generator (the candidates).
 
@@ -59,7 +66,10 @@ def propose(
     span = float(times.max() - times.min())
     scaled_time = (times - times.min()) / span if span > 0 else np.zeros(n)
     features = np.column_stack([scaled_time, points])
-    y = _ranks(improvements)
+    y = np.zeros(n)
+    for t in np.unique(times):  # contemporaries only: early intervals improve more whatever the setting
+        at = times == t
+        y[at] = _ranks(improvements[at])
     gp = _fit(features, y)
     candidates = np.vstack([rng.random((CANDIDATES, d)), parent[None, :]])
     at_now = np.column_stack([np.ones(len(candidates)), candidates])
@@ -74,7 +84,7 @@ def _fit(features: np.ndarray, y: np.ndarray) -> GaussianProcessRegressor:
     for scale in LENGTH_SCALES:
         lengths = np.full(features.shape[1], scale)
         lengths[0] = 1.0
-        kernel = ConstantKernel(1.0) * RBF(lengths) + WhiteKernel(1.0 / 3.0)
+        kernel = ConstantKernel(RANK_VARIANCE) * RBF(lengths) + WhiteKernel(RANK_VARIANCE / 3)
         gp = GaussianProcessRegressor(kernel=kernel, optimizer=None).fit(features, y)
         if best is None or gp.log_marginal_likelihood_value_ > best.log_marginal_likelihood_value_:
             best = gp
@@ -83,9 +93,11 @@ def _fit(features: np.ndarray, y: np.ndarray) -> GaussianProcessRegressor:
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
-    """Improvements as centred ranks in [-1, 1] (ties averaged): a lineage that nearly diverged
+    """Improvements as centred ranks in [-1, 1] (ties averaged; a single value is 0): a lineage that nearly diverged
     can improve by 1e100 in one interval, and on raw values that one point would flatten the GP
     everywhere else. PB2 normalises its targets too; ranks make that robust."""
+    if len(values) < 2:
+        return np.zeros(len(values))
     order = np.argsort(values, kind="stable")
     ranks = np.empty(len(values))
     ranks[order] = np.arange(len(values), dtype=float)
