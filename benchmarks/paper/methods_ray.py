@@ -36,6 +36,7 @@ from benchmarks.paper.tasks.base import Budget, Task
 from worker_client import Comparison, Goal, ParameterType, ParamValue, Scale
 
 MODEL_FOLDER = "model"
+RAY_CPUS = 2
 LOG10 = "log10_"
 
 
@@ -71,7 +72,7 @@ def ensure_ray() -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+        ray.init(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                  _temp_dir=tempfile.mkdtemp(prefix="ray-"))
 
 

@@ -2,7 +2,8 @@
 
 Independent runs go to a pool of processes (2 on this machine, one run per core, each with one
 torch thread, so a run's wall time means the same whatever runs beside it); Ray's runs go after
-them to one process of their own, which starts Ray once with both cores. Each run gets a fresh
+them to one process of their own, which starts Ray once with both cores (`--quick` runs the two
+side by side, to finish in minutes). Each run gets a fresh
 temporary folder. A method whose package is missing yields a `skipped` result with the reason;
 an exception yields `failed` with the error, so one broken row never hides the others.
 """
@@ -77,41 +78,56 @@ def run_job(job: Job) -> RunResult:
     return summarize(task, job.method, job.seed, budget.total_steps, outcome, time.perf_counter() - started)
 
 
-def run_jobs(jobs: Iterable[Job], parallel: int, progress: Callable[[RunResult, int, int], None]) -> list[RunResult]:
-    """Every job, non-Ray runs first in `parallel` processes (0: in this process, for tests), then
-    Ray's runs in one process. Results come back in the jobs' order."""
+def run_jobs(
+    jobs: Iterable[Job], parallel: int, progress: Callable[[RunResult, int, int], None], overlap: bool = False
+) -> list[RunResult]:
+    """Every job: non-Ray runs in `parallel` processes (0: in this process, for tests), Ray's runs
+    in one process, after the others, or beside them with `overlap` (the smoke test's shortcut:
+    wall times then include the other runs' load). Results come back in the jobs' order."""
     jobs = list(jobs)
     order = {job: i for i, job in enumerate(jobs)}
     results: dict[int, RunResult] = {}
+
+    def done(job: Job, result: RunResult) -> None:
+        results[order[job]] = result
+        progress(result, len(results), len(jobs))
+
     skipped = [job for job in jobs if METHODS[job.method].missing()]
     for job in skipped:
-        results[order[job]] = run_job(job)
-        progress(results[order[job]], len(results), len(jobs))
+        done(job, run_job(job))
     to_run = [job for job in jobs if job not in skipped]
-    phases = [
-        ([j for j in to_run if METHODS[j.method].family != "ray"], parallel),
-        ([j for j in to_run if METHODS[j.method].family == "ray"], min(parallel, 1)),
-    ]
-    for phase, processes in phases:
-        if not phase:
-            continue
-        if processes == 0:
-            for job in phase:
-                results[order[job]] = run_job(job)
-                progress(results[order[job]], len(results), len(jobs))
-            continue
-        context = multiprocessing.get_context("spawn")  # gRPC and torch do not survive fork
-        with ProcessPoolExecutor(processes, mp_context=context, initializer=limit_threads) as pool:
-            futures: dict[Future[RunResult], Job] = {pool.submit(run_job, job): job for job in phase}
-            for future in as_completed(futures):
-                job = futures[future]
-                try:
-                    result = future.result()
-                except Exception as error:  # noqa: BLE001 - a dead worker process
-                    result = RunResult(job.task, job.method, job.seed, "failed", f"process died: {error!r}"[:500])
-                results[order[job]] = result
-                progress(result, len(results), len(jobs))
+    others = [j for j in to_run if METHODS[j.method].family != "ray"]
+    ray = [j for j in to_run if METHODS[j.method].family == "ray"]
+    if parallel == 0:
+        for job in others + ray:
+            done(job, run_job(job))
+    elif overlap:
+        _in_pools([(others, parallel), (ray, 1)], done)
+    else:
+        _in_pools([(others, parallel)], done)
+        _in_pools([(ray, 1)], done)
     return [results[i] for i in range(len(jobs))]
+
+
+def _in_pools(groups: list[tuple[list[Job], int]], done: Callable[[Job, RunResult], None]) -> None:
+    """Runs each group of jobs in its own pool of processes, all groups at once."""
+    context = multiprocessing.get_context("spawn")  # gRPC and torch do not survive fork
+    pools = [ProcessPoolExecutor(size, mp_context=context, initializer=limit_threads)
+             for group, size in groups if group]
+    try:
+        futures: dict[Future[RunResult], Job] = {}
+        for pool, (group, _) in zip(pools, [g for g in groups if g[0]], strict=True):
+            futures.update({pool.submit(run_job, job): job for job in group})
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # noqa: BLE001 - a dead worker process
+                result = RunResult(job.task, job.method, job.seed, "failed", f"process died: {error!r}"[:500])
+            done(job, result)
+    finally:
+        for pool in pools:
+            pool.shutdown()
 
 
 def progress_line(result: RunResult, done: int, total: int) -> str:

@@ -100,6 +100,9 @@ def plan(args: argparse.Namespace, tasks: dict[str, Task]) -> tuple[list[str], l
         missing = METHODS[method].missing()
         if missing:
             notes.append(f"`{method}` skipped: {missing}")
+    if args.quick:
+        notes.append("--quick runs Ray's runs beside the others to finish in minutes: its wall times include "
+                     "their load; the full suite runs Ray alone")
     notes.append("every method trains the same task code (benchmarks/paper/tasks) and is charged every step its "
                  "trials trained; score = task.score of the model with the best validation objectives among all "
                  "models the method evaluated (one evaluation every `interval` steps)")
@@ -121,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m benchmarks.paper " + " ".join(shlex.quote(a) for a in (argv if argv is not None else
                                                                                sys.argv[1:]))
     print(f"{len(jobs)} runs: tasks {', '.join(task_names)}; methods {', '.join(method_names)}; out {out}", flush=True)
-    runs = run_jobs(jobs, args.workers, lambda r, done, total: print(progress_line(r, done, total), flush=True))
+    runs = run_jobs(jobs, args.workers, lambda r, done, total: print(progress_line(r, done, total), flush=True),
+                    overlap=args.quick)
     scaling = []
     if not args.no_scaling:
         counts, trial_seconds, cell_seconds = SCALING[args.quick]
