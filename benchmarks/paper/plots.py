@@ -86,9 +86,14 @@ def _empty(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, wrap=True)
 
 
-def best_against(task: str, runs: Sequence[RunResult], attr: str, xlabel: str, title: str, path: Path) -> Path:
-    """Figures 4 and 6: the median over seeds of each method's best score so far."""
+def best_against(
+    task: str, runs: Sequence[RunResult], attr: str, xlabel: str, title: str, path: Path, limit: float | None = None
+) -> Path:
+    """Figures 4 and 6: the median over seeds of each method's best score so far, and the task's
+    limit (its best decaying schedule) where it has one."""
     figure, ax = plt.subplots(figsize=(8, 5))
+    if limit is not None and math.isfinite(limit):
+        ax.axhline(limit, color="black", linewidth=0.8, label="limit (best schedule)")
     grouped = _by_method(runs)
     grid = _grid([r for rs in grouped.values() for r in rs], attr)
     drawn = np.array([])
@@ -174,15 +179,18 @@ def opponents(task: str, runs: Sequence[RunResult], path: Path) -> Path:
     return _save(figure, path)
 
 
-def fronts(task: str, runs: Sequence[RunResult], path: Path) -> Path:
-    """The Pareto front found by the median seed of each method (objectives oriented to minimize)."""
+def fronts(
+    task: str, runs: Sequence[RunResult], path: Path, labels: Sequence[str] = ("objective 1", "objective 2")
+) -> Path:
+    """The Pareto front found by the median seed of each method (objectives oriented to minimize,
+    test metrics where the task has them)."""
     figure, ax = plt.subplots(figsize=(7, 5))
     for method, method_runs in _by_method(runs).items():
         points = sorted(tuple(p) for p in _median_run(method_runs).front if len(p) >= 2)
         if points:
             ax.step([p[0] for p in points], [p[1] for p in points], where="post", marker="o", markersize=3,
                     label=method, **_style(method))  # type: ignore[arg-type]
-    ax.set(xlabel="objective 1 (minimized)", ylabel="objective 2 (minimized)", title=f"Pareto fronts: {task}")
+    ax.set(xlabel=f"{labels[0]} (minimized)", ylabel=f"{labels[1]} (minimized)", title=f"Pareto fronts: {task}")
     ax.legend(fontsize=7, ncol=2)
     return _save(figure, path)
 
@@ -207,16 +215,20 @@ def scaling(rows: Sequence[ScalingRow], path: Path) -> Path:
     return _save(figure, path)
 
 
-def task_figures(task: str, runs: Sequence[RunResult], pareto: bool, out: Path) -> list[Path]:
-    """Every per-task figure, written to `out`; returns their paths."""
+def task_figures(
+    task: str, runs: Sequence[RunResult], out: Path, limit: float | None = None, objectives: Sequence[str] = ()
+) -> list[Path]:
+    """Every per-task figure, written to `out` (the Pareto fronts when `objectives` names two or
+    more); returns their paths."""
     paths = [
         best_against(task, runs, "resource_curve", "resource (training steps, all trials)", "figure 4",
-                     out / f"fig4_{task}.png"),
-        best_against(task, runs, "step_curve", "training step of the model", "figure 6", out / f"fig6_{task}.png"),
+                     out / f"fig4_{task}.png", limit),
+        best_against(task, runs, "step_curve", "training step of the model", "figure 6", out / f"fig6_{task}.png",
+                     limit),
         schedules(task, runs, out / f"fig7_{task}.png"),
         standard_error(task, runs, out / f"fig10_{task}.png"),
         opponents(task, runs, out / f"fig13_{task}.png"),
     ]
-    if pareto:
-        paths.append(fronts(task, runs, out / f"pareto_{task}.png"))
+    if len(objectives) >= 2:
+        paths.append(fronts(task, runs, out / f"pareto_{task}.png", objectives))
     return paths

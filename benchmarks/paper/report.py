@@ -133,6 +133,9 @@ def render(data: Mapping[str, Any], plots_of: Mapping[str, Sequence[str]]) -> tu
                               data["methods"].items()] + [""]
     for task, info in data["tasks"].items():
         rows = task_rows([r for r in runs if r.task == task], methods)
+        if info.get("limit") is not None:
+            rows.append(["limit", "", _number(info["limit"]), "", "", "", "", "", "",
+                         "the task's best decaying schedule at this budget (computed, not trained)"])
         lines += ["", task_header(task, info), console(HEADER, rows)]
         md += [f"## {task}", "", task_header(task, info), "", markdown(HEADER, rows), ""]
         md += [f"![{name}]({name})" for name in plots_of.get(task, [])] + [""]

@@ -165,9 +165,10 @@ def write_plots(data: dict[str, Any], runs: list[RunResult], tasks: dict[str, Ta
     from benchmarks.paper.scalability import ScalingRow
 
     written: dict[str, list[str]] = {}
-    for name in data["tasks"]:
-        pareto = tasks[name].comparison is Comparison.PARETO
-        paths = plots.task_figures(name, [r for r in runs if r.task == name], pareto, out)
+    for name, info in data["tasks"].items():
+        task = tasks[name]
+        objectives = [o.metric for o in task.objectives] if task.comparison is Comparison.PARETO else []
+        paths = plots.task_figures(name, [r for r in runs if r.task == name], out, info["limit"], objectives)
         written[name] = [p.name for p in paths]
     if data["scalability"]:
         rows = [ScalingRow(**row) for row in data["scalability"]]
