@@ -218,8 +218,8 @@ def scaling(rows: Sequence[ScalingRow], path: Path) -> Path:
 def task_figures(
     task: str, runs: Sequence[RunResult], out: Path, limit: float | None = None, objectives: Sequence[str] = ()
 ) -> list[Path]:
-    """Every per-task figure, written to `out` (the Pareto fronts when `objectives` names two or
-    more); returns their paths."""
+    """Every per-task figure, written to `out` (figure 13 where an opponent variant ran, the Pareto
+    fronts when `objectives` names two or more); returns their paths."""
     paths = [
         best_against(task, runs, "resource_curve", "resource (training steps, all trials)", "figure 4",
                      out / f"fig4_{task}.png", limit),
@@ -227,8 +227,9 @@ def task_figures(
                      limit),
         schedules(task, runs, out / f"fig7_{task}.png"),
         standard_error(task, runs, out / f"fig10_{task}.png"),
-        opponents(task, runs, out / f"fig13_{task}.png"),
     ]
+    if any(r.method in OPPONENT_ROWS.values() and r.method != OPPONENT_ROWS["past"] for r in runs):
+        paths.append(opponents(task, runs, out / f"fig13_{task}.png"))
     if len(objectives) >= 2:
         paths.append(fronts(task, runs, out / f"pareto_{task}.png", objectives))
     return paths
