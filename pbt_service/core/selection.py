@@ -160,9 +160,9 @@ def truncation(
     bottom = ranked[-cut:]
     if not any(m is initiator for m in bottom):
         return initiator
-    if compare_scores(ranked[0], initiator, objectives, comparison, selection) <= 0:
-        return initiator  # everybody ties with it: nothing better to copy
     top = [m for m in ranked[:cut] if compare_scores(m, initiator, objectives, comparison, selection) > 0]
+    if not top:
+        return initiator  # no top member beats it (ties, or Pareto trade-offs): nothing better to copy
     return top[int(rng.integers(len(top)))]
 
 

@@ -100,6 +100,12 @@ class SelectionScore(enum.Enum):
     IMPROVEMENT = "improvement"
 
 
+DEFAULT_READY_GENERATIONS = 2
+"""A member may copy another at most every second generation: measured better than every
+generation (the paper's greedy default) on the noisy and the hard quadratic and no worse on
+digits (docs/search.md, benchmarks/search_defaults.py)."""
+
+
 @dataclass(frozen=True)
 class SelectionConfig:
     """The exploit step. `burn_in_steps`: no member is replaced before it has trained that many
@@ -114,7 +120,7 @@ class SelectionConfig:
     score_window: int = 3
     burn_in_steps: int = 0
     ready_steps: int = 0
-    ready_generations: int = 1
+    ready_generations: int = DEFAULT_READY_GENERATIONS
 
 
 class ExploreStrategy(enum.Enum):

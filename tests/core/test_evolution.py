@@ -35,6 +35,9 @@ A, B = Objective("a"), Objective("b")
 LR = ParameterSpec("lr", ParameterType.FLOAT, low=1e-5, high=1.0, scale=Scale.LOG)
 OPT = ParameterSpec("opt", ParameterType.CATEGORICAL, values=("sgd", "adam"))
 POP = 4
+GREEDY = SelectionConfig(ready_generations=1)
+"""Every generation may exploit: these tests are about the tournament itself (the default waits
+a generation, see test_by_default_a_line_continues_before_its_first_exploit)."""
 
 
 def trial(id: int, generation: int = 0, lr: float = 0.01, **metrics: float) -> Trial:
@@ -59,7 +62,8 @@ def config(
     max_generations: int = 0,
 ) -> StudyConfig:
     algorithm = AlgorithmConfig(
-        population_size=POP, seed=seed, max_trials=max_trials, max_generations=max_generations
+        population_size=POP, seed=seed, max_trials=max_trials, max_generations=max_generations,
+        selection=GREEDY,
     )
     return StudyConfig((LR, OPT), objectives, comparison, algorithm)
 
@@ -325,3 +329,17 @@ def test_a_budget_mode_study_runs_generation_by_generation(workers: int) -> None
         assert t.generation - 1 - cfg.algorithm.opponent_generations < trials[t.parent_trial_id].generation
         assert t.warm_start_checkpoint_path == f"/ckpt/{t.parent_trial_id}"
     assert simulate(cfg, workers) == trials
+
+
+def test_by_default_a_line_continues_before_its_first_exploit() -> None:
+    """The default `ready_generations` (2): a generation-0 initiator's child continues its line with
+    its hyperparameters and checkpoint even against a far better opponent; its child may exploit."""
+    cfg = replace(config(), algorithm=replace(config().algorithm, selection=SelectionConfig()))
+    weak, strong = trial(1, acc=0.1, lr=0.02), trial(2, acc=0.9)
+    child = next_trial(cfg, ready(weak, strong), decision_rng(0, 9))
+    assert child is not None
+    assert (child.parent_trial_id, dict(child.hparams)) == (weak.id, dict(weak.hparams))
+    assert child.warm_start_checkpoint_path == "/ckpt/1"
+    grown = replace(weak, id=3, generation=1, lineage=child.lineage)
+    exploited = next_trial(cfg, ready(grown, strong), decision_rng(0, 9))
+    assert exploited is not None and exploited.parent_trial_id == strong.id

@@ -15,7 +15,7 @@ from pbt_service.api.v1 import study_pb2
 from pbt_service.core.types import Measurement, StudyState, TrialStatus
 from tests.fake_clock import FakeClock
 from tests.service.conftest import simple_config
-from worker_client import PbtClient
+from worker_client import PbtClient, SelectionConfig
 
 
 def _code(call: object) -> grpc.StatusCode:
@@ -120,7 +120,7 @@ def test_bad_names_and_ids_are_invalid_argument(client: PbtClient) -> None:
 
 
 def test_generation_zero_then_reproduction_with_lineage(client: PbtClient) -> None:
-    client.create_study("evo", simple_config(population=2))
+    client.create_study("evo", simple_config(population=2, selection=SelectionConfig(ready_generations=1)))
     first = client.get_new_suggestion("evo", "w1").trials[0]
     second = client.get_new_suggestion("evo", "w2").trials[0]
     assert (first.generation, second.generation) == (0, 0)

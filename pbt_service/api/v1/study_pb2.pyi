@@ -510,7 +510,9 @@ class SelectionConfig(_message.Message):
     ready_steps: _builtins.int
     """Nor before this many steps since its lineage last copied another member (0: any time)."""
     ready_generations: _builtins.int
-    """Nor before this many generations since that copy, at least 1 (unset: the default, 1)."""
+    """Nor before this many generations since that copy (or since the lineage started), counting
+    the initiator's own; 1 lets every generation exploit (unset: the default, 2).
+    """
     def __init__(
         self,
         *,
