@@ -146,7 +146,7 @@ def config(rejuvenate: int, **selection: object) -> StudyConfig:
             population_size=POP,
             steps_per_trial=S,
             rejuvenate_after_generations=rejuvenate,
-            selection=SelectionConfig(**selection),  # type: ignore[arg-type]
+            selection=SelectionConfig(**{"ready_generations": 1, **selection}),  # type: ignore[arg-type]
         ),
     )
 

@@ -47,9 +47,11 @@ from pbt_service.core.types import (
 LEX, PARETO = Comparison.LEXICOGRAPHIC, Comparison.PARETO
 ACC = (Objective("acc"),)
 AB = (Objective("a"), Objective("b"))
-LAST = SelectionConfig()
-SMOOTHED = SelectionConfig(score=SelectionScore.SMOOTHED, score_window=3)
-IMPROVEMENT = SelectionConfig(score=SelectionScore.IMPROVEMENT, score_window=3)
+GREEDY = SelectionConfig(ready_generations=1)
+"""Every generation may exploit (the default waits longer): tests of one rule turn the others off."""
+LAST = GREEDY
+SMOOTHED = replace(GREEDY, score=SelectionScore.SMOOTHED, score_window=3)
+IMPROVEMENT = replace(GREEDY, score=SelectionScore.IMPROVEMENT, score_window=3)
 
 
 FRESH = LineageRecord()
@@ -108,12 +110,12 @@ def truncate(
     [(99, 100, False), (100, 100, True), (500, 100, True), (0, 0, True)],
 )
 def test_burn_in_counts_the_global_step(step: int, burn_in: int, ready: bool) -> None:
-    assert is_ready(trial(1, 0.5, step=step), SelectionConfig(burn_in_steps=burn_in)) is ready
+    assert is_ready(trial(1, 0.5, step=step), replace(GREEDY, burn_in_steps=burn_in)) is ready
 
 
 def test_ready_steps_count_from_the_lineages_last_exploit() -> None:
     copied_at_300 = LineageRecord(exploit_step=300, exploit_generation=3)
-    sel = SelectionConfig(ready_steps=200)
+    sel = replace(GREEDY, ready_steps=200)
     assert not is_ready(trial(1, 0.5, generation=4, step=499, lineage=copied_at_300), sel)
     assert is_ready(trial(1, 0.5, generation=4, step=500, lineage=copied_at_300), sel)
     # burn-in is about the total, the ready interval about the time since the exploit
@@ -125,8 +127,8 @@ def test_ready_generations_count_the_initiators_own_generation() -> None:
     sel = SelectionConfig(ready_generations=2)
     assert not is_ready(trial(1, 0.5, generation=3, step=400, lineage=copied_in_3), sel)
     assert is_ready(trial(1, 0.5, generation=4, step=500, lineage=copied_in_3), sel)
-    # the default of one generation: the child that copied may itself be replaced
-    assert is_ready(trial(1, 0.5, generation=3, step=400, lineage=copied_in_3), SelectionConfig())
+    # with one generation, the child that copied may itself be replaced
+    assert is_ready(trial(1, 0.5, generation=3, step=400, lineage=copied_in_3), GREEDY)
 
 
 def test_a_fresh_lineage_counts_from_step_and_generation_zero() -> None:
@@ -138,7 +140,7 @@ def test_a_fresh_lineage_counts_from_step_and_generation_zero() -> None:
 
 def test_exploit_step_tracking_through_child_records() -> None:
     """A lineage copies at step 100, then continues twice: it becomes ready again 200 steps later."""
-    sel = SelectionConfig(ready_steps=200)
+    sel = replace(GREEDY, ready_steps=200)
     top = trial(9, 0.9, generation=0, step=100)
     loser = trial(1, 0.1, generation=0, step=100)
     copied = trial(2, 0.5, generation=1, step=200, lineage=child_record(top, loser, ACC, LEX, 3))
@@ -372,13 +374,13 @@ def view(initiator: Trial, *opponents: Trial) -> PopulationView:
 def test_a_not_ready_initiator_continues_its_own_line_unchanged() -> None:
     initiator = trial(1, 0.1, generation=0, step=100, lr=0.3)
     better = trial(2, 0.9, generation=0, step=100, lr=0.001)
-    cfg = study(SelectionConfig(burn_in_steps=200))
+    cfg = study(replace(GREEDY, burn_in_steps=200))
     for n in range(30):
         p = next_trial(cfg, view(initiator, better), decision_rng(0, n))
         assert p is not None
         assert (p.parent_trial_id, p.initiator_id, p.warm_start_checkpoint_path) == (1, 1, "/ckpt/1")
         assert p.hparams == {"lr": 0.3} and p.generation == 1 and p.steps == 100
-    ready = next_trial(study(SelectionConfig(burn_in_steps=100)), view(initiator, better), decision_rng(0, 0))
+    ready = next_trial(study(replace(GREEDY, burn_in_steps=100)), view(initiator, better), decision_rng(0, 0))
     assert ready is not None and ready.parent_trial_id == 2
 
 

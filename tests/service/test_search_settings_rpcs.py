@@ -202,16 +202,21 @@ class Scenario:
     workers: int = 2
 
 
+GREEDY = SelectionConfig(ready_generations=1)
+"""Every generation may exploit, so each case exercises its rule in every generation (the default
+waits longer between exploits)."""
+
 SCENARIOS: dict[str, Scenario] = {
-    "truncation": Scenario(SelectionConfig(strategy=SelectionStrategy.TRUNCATION, truncation_quantile=0.25)),
-    "opponents same": Scenario(SelectionConfig(opponents=OpponentStrategy.SAME)),
-    "opponents any": Scenario(SelectionConfig(opponents=OpponentStrategy.ANY), workers=1),
-    "smoothed": Scenario(SelectionConfig(score=SelectionScore.SMOOTHED, score_window=3)),
-    "improvement": Scenario(SelectionConfig(score=SelectionScore.IMPROVEMENT, score_window=2)),
-    "ready steps": Scenario(SelectionConfig(ready_steps=2 * S)),
-    "resample": Scenario(explore=ExploreConfig(ExploreStrategy.RESAMPLE, resample_probability=1.0)),
-    "pb2": Scenario(explore=ExploreConfig(ExploreStrategy.PB2, pb2_max_points=16)),
-    "rejuvenation": Scenario(rejuvenate=1, workers=1),
+    "truncation": Scenario(replace(GREEDY, strategy=SelectionStrategy.TRUNCATION, truncation_quantile=0.25)),
+    "opponents same": Scenario(replace(GREEDY, opponents=OpponentStrategy.SAME)),
+    "opponents any": Scenario(replace(GREEDY, opponents=OpponentStrategy.ANY), workers=1),
+    "smoothed": Scenario(replace(GREEDY, score=SelectionScore.SMOOTHED, score_window=3)),
+    "improvement": Scenario(replace(GREEDY, score=SelectionScore.IMPROVEMENT, score_window=2)),
+    "ready steps": Scenario(replace(GREEDY, ready_steps=2 * S)),
+    "resample": Scenario(GREEDY, ExploreConfig(ExploreStrategy.RESAMPLE, resample_probability=1.0)),
+    "pb2": Scenario(GREEDY, ExploreConfig(ExploreStrategy.PB2, pb2_max_points=16)),
+    "rejuvenation": Scenario(GREEDY, rejuvenate=1, workers=1),
+    "default selection": Scenario(),
 }
 
 
@@ -303,13 +308,14 @@ def wire_score(t: Trial, trials: Mapping[int, Trial], selection: SelectionConfig
     return (last - first) / (last_step - first_step)
 
 
-def last_exploit_step(t: Trial, trials: Mapping[int, Trial]) -> int:
-    """The global step at which `t`'s lineage last copied another member (0 for none)."""
+def last_exploit(t: Trial, trials: Mapping[int, Trial]) -> tuple[int, int]:
+    """(global step, generation of the copying child) of the last time `t`'s lineage copied
+    another member; (0, 0) for none."""
     while t.parent_trial_id is not None:
         if t.parent_trial_id != t.initiator_parent_trial_id:
-            return final_step(trials[t.parent_trial_id])
+            return final_step(trials[t.parent_trial_id]), t.generation
         t = trials[t.parent_trial_id]
-    return 0
+    return 0, 0
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -331,7 +337,7 @@ def test_a_small_study_runs_to_the_end(server: RunningServer, client: PbtClient,
         assert all(p is i and c.hparams == i.hparams for c, i, p in first)  # 3 steps < 6: all continue
         assert copies
         for _, initiator, _ in copies:
-            assert final_step(initiator) - last_exploit_step(initiator, trials) >= 2 * S
+            assert final_step(initiator) - last_exploit(initiator, trials)[0] >= 2 * S
     elif name == "resample":
         warm = [(c, p) for c, _, p in children if p is not None]
         assert warm and not any(is_perturbation(float(c.hparams["lr"]), float(p.hparams["lr"])) for c, p in warm)
@@ -342,6 +348,11 @@ def test_a_small_study_runs_to_the_end(server: RunningServer, client: PbtClient,
     elif name == "rejuvenation":
         restarted = [c for c, _, p in children if p is None]
         assert restarted and all(c.steps == S and c.warm_start_checkpoint_path == "" for c in restarted)
+    elif name == "default selection":
+        assert copies
+        ready_generations = SelectionConfig().ready_generations
+        for _, initiator, _ in copies:
+            assert initiator.generation + 1 - last_exploit(initiator, trials)[1] >= ready_generations
     else:
         assert name in ("smoothed", "improvement") and copies
         selection = SCENARIOS[name].selection
