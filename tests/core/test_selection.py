@@ -291,11 +291,6 @@ def test_truncation_pareto_copies_a_dominating_top_member() -> None:
     assert truncate(initiator, trade_offs, 0.25, objectives=AB, comparison=PARETO) is initiator
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG selection.truncation: the early return compares only ranked[0] with the initiator; under "
-    "PARETO the best-ranked member may not dominate the initiator while another top member does",
-)
 def test_truncation_pareto_copies_a_top_member_that_dominates_even_if_the_first_does_not() -> None:
     initiator = trial(1, a=0.0, b=10.0)
     x = trial(2, a=5.0, b=5.0)  # dominates w only: 1 win, does not dominate the initiator
