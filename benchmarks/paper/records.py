@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.paper.tasks.base import Task
+from benchmarks.paper.tasks.pareto import hypervolume
 from worker_client import Comparison, Goal, ParamValue
 
 Schedule = tuple[tuple[int, dict[str, ParamValue]], ...]
@@ -144,26 +145,6 @@ def pareto_front(keys: Sequence[tuple[float, ...]]) -> list[int]:
         if not dominated:
             front.append(i)
     return front
-
-
-def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
-    """Hypervolume dominated by `points` (minimization) up to `reference`: the tasks package's
-    helper when it is there, else the exact two-dimensional sweep."""
-    try:
-        from benchmarks.paper.tasks import pareto  # type: ignore[attr-defined, unused-ignore]
-
-        return float(pareto.hypervolume([tuple(p) for p in points], tuple(reference)))
-    except ImportError:
-        pass
-    if len(reference) != 2:
-        raise ValueError(f"only two objectives supported without tasks.pareto, got {len(reference)}")
-    inside = sorted({(p[0], p[1]) for p in points if p[0] < reference[0] and p[1] < reference[1]})
-    volume, best_second = 0.0, reference[1]
-    for first, second in inside:
-        if second < best_second:
-            volume += (reference[0] - first) * (best_second - second)
-            best_second = second
-    return volume
 
 
 def summarize(

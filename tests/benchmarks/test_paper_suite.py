@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks.paper import compare
 from benchmarks.paper.methods import METHODS
-from benchmarks.paper.records import Event, MethodOutcome, hypervolume, selection_key, summarize
+from benchmarks.paper.records import Event, MethodOutcome, selection_key, summarize
 from benchmarks.paper.runner import Job, run_job
 from benchmarks.paper.suite import DEFAULT_TASKS, main
 from benchmarks.paper.toy_task import toy_task
@@ -61,10 +61,6 @@ def test_selection_ranks_a_diverged_model_last_and_scores_the_chosen_one() -> No
     assert result.score == 1.5
     assert math.isnan(result.resource_curve[0][1]) and result.resource_curve[1:] == [(10, 2.5), (15, 1.5)]
     assert result.step_curve[-1] == (10, 1.5)
-
-
-def test_hypervolume_of_two_points() -> None:
-    assert hypervolume([[1.0, 2.0], [2.0, 1.0]], [3.0, 3.0]) == pytest.approx(3.0)
 
 
 def test_compare_prints_old_new_and_ratio(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
