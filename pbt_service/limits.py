@@ -106,6 +106,9 @@ MAX_SCORE_WINDOW = 16
 """Final measurements of a lineage a smoothed or improvement score looks at: each trial stores
 that many of its ancestors' (step, fitness) pairs."""
 
+MIN_PB2_POINTS = 3
+"""Fewer observations say nothing to PB2's Gaussian process: it perturbs instead."""
+
 MAX_PB2_POINTS = 256
 """Observations PB2's Gaussian process sees: its fit is cubic in them, and it runs inside a
 suggestion."""

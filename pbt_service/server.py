@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from pbt_service.api.v1 import pbt_service_pb2, pbt_service_pb2_grpc
 from pbt_service.auth import TokenAuthInterceptor
 from pbt_service.controller import Controller, ServiceSettings, utc_now
+from pbt_service.core import pb2
 from pbt_service.decoding import DecodeGuard
 from pbt_service.service import PbtServicer
 from pbt_service.store.base import Storage
@@ -97,6 +98,7 @@ def create_server(
         running = create_server(ServerSettings(database_url="sqlite:///pbt.db", port=0))
         print(running.port)
     """
+    pb2.warm_up()  # scikit-learn's import takes seconds: never inside a suggestion
     # A connection per RPC thread: a call never waits for the pool, only for the database.
     storage = storage or SqlStorage.from_url(
         settings.database_url, StorageSettings(pool_size=settings.max_workers, max_overflow=2)

@@ -7,15 +7,19 @@ observations count less as training moves on (the paper's time-varying kernel, a
 scale on time). The child gets the point of highest upper confidence bound at the current time.
 scikit-learn's `GaussianProcessRegressor` does the regression; the points it sees are capped by
 the caller and its length scale is picked from `LENGTH_SCALES` by marginal likelihood, so a
-suggestion stays cheap (`benchmarks/pb2_latency.py` measures it against perturb). scikit-learn is
-imported with this module, i.e. when the service starts, not inside the first PB2 suggestion.
+suggestion stays cheap (`benchmarks/pb2_latency.py` measures it against perturb), and with one
+BLAS thread (on two busy cores, BLAS's own threads made a fit four times slower). scikit-learn is
+imported on first use, so the pure core imports only numpy; the server calls `warm_up()` when it
+starts so that the import (seconds) never happens inside a suggestion, under the study lock.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+from pbt_service import limits
 
 LENGTH_SCALES = (0.1, 0.3, 1.0)
 """Length scales tried for the hyperparameters (in the unit cube); the one of highest marginal
@@ -34,7 +38,7 @@ UCB_KAPPA = 1.0
 CANDIDATES = 256
 """Random candidates scored by the acquisition function, plus the parent's point."""
 
-MIN_POINTS = 3
+MIN_POINTS = limits.MIN_PB2_POINTS
 """Fewer observations than this say nothing: the caller falls back to perturbation."""
 
 
@@ -70,17 +74,34 @@ def propose(
     for t in np.unique(times):  # contemporaries only: early intervals improve more whatever the setting
         at = times == t
         y[at] = _ranks(improvements[at])
-    gp = _fit(features, y)
+    from threadpoolctl import threadpool_limits
+
     candidates = np.vstack([rng.random((CANDIDATES, d)), parent[None, :]])
     at_now = np.column_stack([np.ones(len(candidates)), candidates])
-    mean, std = gp.predict(at_now, return_std=True)
+    with threadpool_limits(limits=1, user_api="blas"):
+        gp = _fit(features, y)
+        mean, std = gp.predict(at_now, return_std=True)
     best: np.ndarray = candidates[int(np.argmax(mean + UCB_KAPPA * std))]
     return best
 
 
-def _fit(features: np.ndarray, y: np.ndarray) -> GaussianProcessRegressor:
-    """The GP of highest log marginal likelihood among the `LENGTH_SCALES`."""
-    best: GaussianProcessRegressor | None = None
+def warm_up() -> None:
+    """Import scikit-learn's GP now (it takes seconds), not in the first PB2 suggestion. A
+    no-op where scikit-learn is missing: then PB2 studies fail loudly when they first explore."""
+    try:
+        import sklearn.gaussian_process  # noqa: F401
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _fit(features: np.ndarray, y: np.ndarray) -> Any:
+    """The GP (a fitted `GaussianProcessRegressor`) of highest log marginal likelihood among the
+    `LENGTH_SCALES`."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    best: Any = None
     for scale in LENGTH_SCALES:
         lengths = np.full(features.shape[1], scale)
         lengths[0] = 1.0

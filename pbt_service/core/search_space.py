@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from pbt_service import limits
-from pbt_service.core import pb2
 from pbt_service.core.errors import InvalidArgumentError
 from pbt_service.core.types import (
     AlgorithmConfig,
@@ -24,6 +23,7 @@ from pbt_service.core.types import (
     ParameterType,
     ParamValue,
     Scale,
+    SelectionScore,
     StudyConfig,
 )
 
@@ -320,6 +320,11 @@ def _validate_search(config: StudyConfig) -> None:
             f"got {sel.truncation_quantile!r}"
         )
     _in_range(sel.score_window, 1, limits.MAX_SCORE_WINDOW, f"{path}.selection.score_window")
+    if sel.score is SelectionScore.IMPROVEMENT and sel.score_window < 2:
+        raise InvalidArgumentError(
+            f"{path}.selection.score_window: IMPROVEMENT compares a lineage's first and last final "
+            f"measurement in the window, so it needs at least 2, got {sel.score_window}"
+        )
     _in_range(sel.ready_generations, 1, limits.MAX_READY_GENERATIONS, f"{path}.selection.ready_generations")
     for name in ("burn_in_steps", "ready_steps"):
         if getattr(sel, name) < 0:
@@ -333,7 +338,7 @@ def _validate_search(config: StudyConfig) -> None:
             f"{path}.explore.resample_probability: must be greater than 0 and at most 1, "
             f"got {exp.resample_probability!r}"
         )
-    _in_range(exp.pb2_max_points, pb2.MIN_POINTS, limits.MAX_PB2_POINTS, f"{path}.explore.pb2_max_points")
+    _in_range(exp.pb2_max_points, limits.MIN_PB2_POINTS, limits.MAX_PB2_POINTS, f"{path}.explore.pb2_max_points")
     if exp.strategy is ExploreStrategy.PB2 and not any(
         p.type in (ParameterType.FLOAT, ParameterType.INTEGER) and not p.frozen for p in config.parameters
     ):

@@ -128,8 +128,12 @@ class Transaction(abc.ABC):
         """Whether any trial of the study is ACTIVE (one index probe)."""
 
     @abc.abstractmethod
-    def completed_trials(self, study: str, min_generation: int, max_generation: int) -> list[Trial]:
-        """COMPLETED trials with generation in [min_generation, max_generation], with measurements."""
+    def completed_trials(
+        self, study: str, min_generation: int, max_generation: int, *, finals_only: bool = False
+    ) -> list[Trial]:
+        """COMPLETED trials with generation in [min_generation, max_generation], in (generation,
+        number) order, with all their measurements, or only the final one with `finals_only` (what
+        selection reads)."""
 
     # --- checkpoint collection (call with the study locked) ---
     @abc.abstractmethod

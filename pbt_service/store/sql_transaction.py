@@ -140,7 +140,7 @@ class SqlTransaction(Transaction):
         generation = head.initiator_generation
         opponents: Sequence[Trial]
         if selection.reads_all_opponents(algorithm):
-            window_trials = self.completed_trials(study, max(generation - k + 1, 0), generation)
+            window_trials = self.completed_trials(study, max(generation - k + 1, 0), generation, finals_only=True)
             opponents = [t for t in window_trials if t.id != initiator.id]
         else:
             window = {"p_study": study_id, "p_k": k, "p_initiator": head.initiator_id, "p_generation": generation}
@@ -157,13 +157,13 @@ class SqlTransaction(Transaction):
         )
 
     def _pb2_history(self, study: str, config: StudyConfig, generation: int) -> list[Trial]:
-        """PB2's observations: the completed trials of the fewest recent generations that can
-        hold `pb2_max_points`, newest first, capped at that many."""
+        """PB2's observations: the completed trials (final measurements only) of the fewest recent
+        generations that can hold `pb2_max_points`, newest first, capped at that many."""
         explore = config.algorithm.explore
         if explore.strategy is not ExploreStrategy.PB2:
             return []
         span = -(-explore.pb2_max_points // config.algorithm.population_size) + 1
-        recent = self.completed_trials(study, max(generation - span + 1, 0), generation)
+        recent = self.completed_trials(study, max(generation - span + 1, 0), generation, finals_only=True)
         recent.sort(key=lambda t: (-t.generation, -t.number))
         return recent[: explore.pb2_max_points]
 
@@ -255,7 +255,9 @@ class SqlTransaction(Transaction):
     def has_active_trials(self, study: str) -> bool:
         return self._db.scalar(q.any_active, {"p_study": self._study_id(study)}) is not None
 
-    def completed_trials(self, study: str, min_generation: int, max_generation: int) -> list[Trial]:
+    def completed_trials(
+        self, study: str, min_generation: int, max_generation: int, *, finals_only: bool = False
+    ) -> list[Trial]:
         rows = self._db.execute(
             select(TRIALS)
             .where(
@@ -265,7 +267,7 @@ class SqlTransaction(Transaction):
             )
             .order_by(TRIALS.c.generation, TRIALS.c.number)
         ).all()
-        return load_trials(self._db, rows, study, full=True)
+        return load_trials(self._db, rows, study, full=not finals_only)
 
     # --- trials ---
     def lock_trial(self, trial_id: int) -> TrialState:
