@@ -23,9 +23,9 @@ from pbt_service.core.types import (
     Measurement,
     MedianStopping,
     Objective,
+    OpponentStrategy,
     ParameterSpec,
     ParameterType,
-    OpponentStrategy,
     ParamValue,
     Scale,
     SelectionConfig,
@@ -47,8 +47,8 @@ from worker_client.worker import Worker
 
 __all__ = [
     "AlgorithmConfig", "CheckpointPolicy", "CheckpointState", "ClientSettings", "Comparison", "Condition",
-    "Evaluator", "ExploreConfig", "ExploreStrategy", "Goal", "HParams", "Job", "Measurement", "MedianStopping", "Objective", "ParameterSpec",
-    "OpponentStrategy", "ParameterType", "ParamValue", "PbtClient", "Scale",
+    "Evaluator", "ExploreConfig", "ExploreStrategy", "Goal", "HParams", "Job", "Measurement", "MedianStopping",
+    "Objective", "OpponentStrategy", "ParameterSpec", "ParameterType", "ParamValue", "PbtClient", "Scale",
     "SelectionConfig", "SelectionScore", "SelectionStrategy", "SettingsError", "StopSignal", "Study", "StudyConfig",
     "StudyState", "Suggestion", "Trainer", "Trial", "TrialContext", "TrialFailure", "TrialStatus", "Worker",
     "WorkerPool", "collect_garbage", "run_workers",
