@@ -64,7 +64,7 @@ def run_sampler(
     factory: SamplerFactory, multi_objective: bool, task: Task, budget: Budget, seed: int, workdir: Path
 ) -> MethodOutcome:
     """`budget.members` trials proposed by the sampler, each trained the whole `steps_per_member`."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     pareto = task.comparison is Comparison.PARETO
     objectives = task.objectives if multi_objective and pareto else task.objectives[:1]
     study = optuna.create_study(directions=[_direction(o.goal) for o in objectives], sampler=factory(seed, budget))
@@ -84,7 +84,7 @@ def run_pruner(
     pruner: optuna.pruners.BasePruner, task: Task, budget: Budget, seed: int, workdir: Path
 ) -> MethodOutcome:
     """Random configurations under `pruner` until the trained steps reach the budget's total."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     first = task.objectives[0]
     study = optuna.create_study(direction=_direction(first.goal), sampler=optuna.samplers.RandomSampler(seed=seed),
                                 pruner=pruner)

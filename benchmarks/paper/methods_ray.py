@@ -50,15 +50,14 @@ def missing_ray() -> str | None:
 
 
 def missing_pb2() -> str | None:
-    """Why Ray Tune's PB2 cannot run here, or None (it needs GPy and scikit-learn)."""
+    """Why Ray Tune's PB2 cannot run here, or None (its Gaussian process is scikit-learn's)."""
     missing = missing_ray()
     if missing:
         return missing
     try:
-        import GPy  # noqa: F401
         import sklearn  # noqa: F401
     except ImportError:
-        return "Ray PB2 skipped: it needs GPy and scikit-learn (pip install GPy scikit-learn)"
+        return "Ray PB2 skipped: it needs scikit-learn (pip install scikit-learn)"
     return None
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from benchmarks.paper.records import RunResult
 from benchmarks.paper.scalability import ScalingRow, sustained
 
-PACKAGES = ("numpy", "torch", "scikit-learn", "optuna", "cmaes", "ray", "GPy", "matplotlib", "grpcio", "sqlalchemy")
+PACKAGES = ("numpy", "torch", "scikit-learn", "optuna", "cmaes", "ray", "matplotlib", "grpcio", "sqlalchemy")
 
 
 def machine() -> dict[str, str]:

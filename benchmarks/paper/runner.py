@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -47,9 +48,18 @@ def load_tasks() -> dict[str, Task]:
 
 
 def limit_threads() -> None:
-    """One BLAS and torch thread per process: two runs on two cores, not four threads fighting."""
+    """One BLAS and torch thread per process: two runs on two cores, not four threads fighting.
+    Also silences the Gaussian processes' convergence warnings (PB2 fits one per child), which
+    would bury the progress lines."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = "1"
+    warnings.filterwarnings("ignore", message=".*(optimal value found|lbfgs failed to converge|greenlet).*")
+    try:
+        from sklearn.exceptions import ConvergenceWarning
+    except ImportError:
+        pass
+    else:
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
     try:
         import torch
     except ImportError:

@@ -91,11 +91,16 @@ def plan(args: argparse.Namespace, tasks: dict[str, Task]) -> tuple[list[str], l
             restricted = METHODS[method].full_tasks
             if not args.quick and not args.methods and restricted is not None and task not in restricted:
                 continue
-            jobs.extend(Job(task, method, seed, args.quick) for seed in range(seeds))
+            fewer = METHODS[method].full_seeds if not args.quick and not args.seeds else None
+            jobs.extend(Job(task, method, seed, args.quick) for seed in range(min(seeds, fewer or seeds)))
     if not args.quick and not args.methods:
         variants = [m.name for m in METHODS.values() if m.full_tasks is not None]
         notes.append(f"PBT variant rows ({', '.join(variants)}) run on {', '.join(VARIANT_TASKS)} only, to fit the "
                      "hour; --quick runs them on every task")
+    reduced = {m: METHODS[m].full_seeds for m in method_names if METHODS[m].full_seeds}
+    if reduced and not args.quick and not args.seeds:
+        notes.append("seeds: " + ", ".join(f"`{m}` {n}" for m, n in reduced.items()) + f", every other row {seeds} "
+                     "(Ray Tune's runs take minutes each at this resource; --seeds N runs N for every row)")
     for method in method_names:
         missing = METHODS[method].missing()
         if missing:
