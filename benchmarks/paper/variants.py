@@ -37,7 +37,9 @@ class PbtVariant:
 
 
 VARIANTS: tuple[PbtVariant, ...] = (
-    PbtVariant("pbt-5x5", 5, description="5 workers, population 5; tournament, opponents past, perturb"),
+    PbtVariant("pbt-5x5", 5,
+               description="5 workers, population 5, the service's default settings (tournament, opponents past, "
+                           "perturb)"),
     PbtVariant("pbt-5x20", 20, description="5 workers, population 20 (budget mode)"),
     PbtVariant("pbt-resample", 5, explore=ExploreConfig(ExploreStrategy.RESAMPLE),
                description="PBT 5x5 with explore = resample (p 0.25)"),
