@@ -53,7 +53,8 @@ def limit_threads() -> None:
     would bury the progress lines."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = "1"
-    warnings.filterwarnings("ignore", message=".*(optimal value found|lbfgs failed to converge|greenlet).*")
+    noise = "optimal value found|lbfgs failed to converge|greenlet|Predicted variances"
+    warnings.filterwarnings("ignore", message=f".*({noise}).*")
     try:
         from sklearn.exceptions import ConvergenceWarning
     except ImportError:

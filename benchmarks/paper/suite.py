@@ -100,7 +100,7 @@ def plan(args: argparse.Namespace, tasks: dict[str, Task]) -> tuple[list[str], l
     reduced = {m: METHODS[m].full_seeds for m in method_names if METHODS[m].full_seeds}
     if reduced and not args.quick and not args.seeds:
         notes.append("seeds: " + ", ".join(f"`{m}` {n}" for m, n in reduced.items()) + f", every other row {seeds} "
-                     "(Ray Tune's runs take minutes each at this resource; --seeds N runs N for every row)")
+                     "(Ray's PB2 takes a minute or two a run at these budgets; --seeds N runs N for every row)")
     for method in method_names:
         missing = METHODS[method].missing()
         if missing:
