@@ -81,13 +81,15 @@ def _methods() -> tuple[Method, ...]:
     )
     return (
         *ours,
-        Method("grid", "baseline", "log grid of the learning rate, members values", methods_static.run_grid),
-        Method("random", "baseline", "random search, members trials (log-uniform)", methods_static.run_random),
-        Method("optuna-tpe", "optuna", "Optuna TPESampler, members trials",
+        Method("grid", "baseline", "budget.members learning rates log-spaced over the range, others at midpoints",
+               methods_static.run_grid),
+        Method("random", "baseline", "random search: budget.members trials from the prior (log-uniform for LOG)",
+               methods_static.run_random),
+        Method("optuna-tpe", "optuna", "Optuna TPESampler: budget.members trials",
                partial(methods_optuna.run_sampler, methods_optuna.tpe, True)),
-        Method("optuna-cmaes", "optuna", "Optuna CmaEsSampler, members trials",
+        Method("optuna-cmaes", "optuna", "Optuna CmaEsSampler: budget.members trials",
                partial(methods_optuna.run_sampler, methods_optuna.cmaes, False), methods_optuna.missing_cmaes),
-        Method("optuna-gp", "optuna", "Optuna GPSampler, members trials",
+        Method("optuna-gp", "optuna", "Optuna GPSampler: budget.members trials",
                partial(methods_optuna.run_sampler, methods_optuna.gp, True), methods_optuna.missing_gp),
         Method("optuna-sha", "optuna", "Optuna SuccessiveHalvingPruner (r=3), random configurations",
                lambda task, budget, seed, workdir: methods_optuna.run_pruner(
@@ -95,10 +97,10 @@ def _methods() -> tuple[Method, ...]:
         Method("optuna-hyperband", "optuna", "Optuna HyperbandPruner (r=3), random configurations",
                lambda task, budget, seed, workdir: methods_optuna.run_pruner(
                    methods_optuna.hyperband(budget), task, budget, seed, workdir)),
-        Method("ray-pbt", "ray", "Ray Tune PopulationBasedTraining, members trials", partial(_ray, False),
-               _missing_ray, prepare=_start_ray),
-        Method("ray-pb2", "ray", "Ray Tune PB2, members trials", partial(_ray, True), _missing_pb2,
-               prepare=_start_ray, full_seeds=PB2_FULL_SEEDS),
+        Method("ray-pbt", "ray", "Ray Tune PopulationBasedTraining: budget.members trials, perturbation every "
+               "interval", partial(_ray, False), _missing_ray, prepare=_start_ray),
+        Method("ray-pb2", "ray", "Ray Tune PB2: budget.members trials, perturbation every interval",
+               partial(_ray, True), _missing_pb2, prepare=_start_ray, full_seeds=PB2_FULL_SEEDS),
     )
 
 

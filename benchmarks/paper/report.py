@@ -113,7 +113,7 @@ def task_header(name: str, info: Mapping[str, Any]) -> str:
             f"steps = {budget['total_steps']} steps per run; objectives {', '.join(info['objectives'])} "
             f"({info['comparison']}); score lower is better")
     if limit is not None:
-        text += f"; the task's limit (best decaying schedule) {_number(limit)}"
+        text += f"; the task's limit (expected score of its best decaying schedule) {_number(limit)}"
     return text
 
 
@@ -135,7 +135,7 @@ def render(data: Mapping[str, Any], plots_of: Mapping[str, Sequence[str]]) -> tu
         rows = task_rows([r for r in runs if r.task == task], methods)
         if info.get("limit") is not None:
             rows.append(["limit", "", _number(info["limit"]), "", "", "", "", "", "",
-                         "the task's best decaying schedule at this budget (computed, not trained)"])
+                         "expected score of the task's best decaying schedule at this budget (computed, not trained)"])
         lines += ["", task_header(task, info), console(HEADER, rows)]
         md += [f"## {task}", "", task_header(task, info), "", markdown(HEADER, rows), ""]
         md += [f"![{name}]({name})" for name in plots_of.get(task, [])] + [""]
