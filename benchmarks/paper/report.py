@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
+from benchmarks.paper import verdict
 from benchmarks.paper.records import RunResult
 from benchmarks.paper.scalability import ScalingRow, sustained
 
@@ -151,4 +152,7 @@ def render(data: Mapping[str, Any], plots_of: Mapping[str, Sequence[str]]) -> tu
         lines += ["", f"figure 9: per-trial overhead ($ {overhead['command']})", overhead["output"].rstrip()]
         md += ["## Per-trial overhead (figure 9)", "", "```", f"$ {overhead['command']}", overhead["output"].rstrip(),
                "```", ""]
+    wins = verdict.markdown(data)
+    if wins:
+        md += ["## Where the default PBT beat each method (ratios of medians, seeds won)", "", wins, ""]
     return "\n".join(lines), "\n".join(md)
