@@ -251,7 +251,7 @@ SELECTIONS = st.builds(
     burn_in_steps=st.integers(0, 400),
     ready_steps=st.integers(0, 400),
     ready_generations=st.integers(1, 3),
-)
+).filter(lambda s: s.score is not SelectionScore.IMPROVEMENT or s.score_window >= 2)  # validation refuses 1
 EXPLORES = st.builds(
     ExploreConfig,
     strategy=st.sampled_from(ExploreStrategy),

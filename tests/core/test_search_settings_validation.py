@@ -144,3 +144,11 @@ GOOD: list[tuple[str, StudyConfig]] = [
 @pytest.mark.parametrize(("case", "cfg"), GOOD, ids=[case for case, _ in GOOD])
 def test_settings_within_bounds_are_accepted(case: str, cfg: StudyConfig) -> None:
     validate_config(cfg)
+
+
+def test_improvement_needs_a_window_of_two() -> None:
+    """With one final in the window there is no rate to compare: refused, not silently LAST."""
+    message = rejected(config(SelectionConfig(score=SelectionScore.IMPROVEMENT, score_window=1)))
+    assert message.startswith("config.algorithm.selection.score_window:") and "at least 2" in message
+    validate_config(config(SelectionConfig(score=SelectionScore.IMPROVEMENT, score_window=2)))
+    validate_config(config(SelectionConfig(score=SelectionScore.SMOOTHED, score_window=1)))
