@@ -88,7 +88,7 @@ def test_quick_suite_runs_every_method_on_every_task(tmp_path: Path) -> None:
     out = tmp_path / "paper"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "benchmarks.paper", "--quick", "--out", str(out)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
+                          env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     data = json.loads((out / "results.json").read_text())
     assert list(data["tasks"]) == list(DEFAULT_TASKS)
