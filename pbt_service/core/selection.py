@@ -93,11 +93,22 @@ def compare_scores(
 ) -> int:
     """1 if `a` wins, -1 if `b` wins, 0 on a tie. A diverged trial loses to any finite one. Under
     IMPROVEMENT, a pair of which one has no rate yet (a fresh lineage) is compared on LAST."""
-    fa, fb = fitness(a.final_measurement, objectives), fitness(b.final_measurement, objectives)
-    if fa is None or fb is None or selection.score is SelectionScore.LAST:
-        return compare_fitness(fa, fb, comparison)
-    sa, sb = score(a, objectives, selection), score(b, objectives, selection)
-    if sa is None or sb is None:
+    return _compare_keys(_key(a, objectives, selection), _key(b, objectives, selection), comparison)
+
+
+_Key = tuple[Fitness | None, Fitness | None]
+"""A trial's (fitness, score), computed once when a decision compares it with many others."""
+
+
+def _key(trial: Trial, objectives: Sequence[Objective], selection: SelectionConfig) -> _Key:
+    own = fitness(trial.final_measurement, objectives)
+    return own, own if own is None or selection.score is SelectionScore.LAST else score(trial, objectives, selection)
+
+
+def _compare_keys(a: _Key, b: _Key, comparison: Comparison) -> int:
+    """`compare_scores` on precomputed keys: scores when both have one, else fitness."""
+    (fa, sa), (fb, sb) = a, b
+    if fa is None or fb is None or sa is None or sb is None:
         return compare_fitness(fa, fb, comparison)
     return compare_fitness(sa, sb, comparison)
 
@@ -155,22 +166,20 @@ def truncation(
     members = [initiator, *opponents]
     if len(members) < 2:
         return initiator
-    ranked = _ranked(members, objectives, comparison, selection)
-    cut = max(1, math.floor(len(ranked) * selection.truncation_quantile))
-    bottom = ranked[-cut:]
-    if not any(m is initiator for m in bottom):
+    keys = [_key(m, objectives, selection) for m in members]
+    order = _ranked(keys, comparison)
+    cut = max(1, math.floor(len(members) * selection.truncation_quantile))
+    if 0 not in order[-cut:]:  # index 0 is the initiator
         return initiator
-    top = [m for m in ranked[:cut] if compare_scores(m, initiator, objectives, comparison, selection) > 0]
+    top = [members[i] for i in order[:cut] if _compare_keys(keys[i], keys[0], comparison) > 0]
     if not top:
         return initiator  # no top member beats it (ties, or Pareto trade-offs): nothing better to copy
     return top[int(rng.integers(len(top)))]
 
 
-def _ranked(
-    members: list[Trial], objectives: Sequence[Objective], comparison: Comparison, selection: SelectionConfig
-) -> list[Trial]:
-    """Best first: by the number of members each beats (a total order for lexicographic scores,
-    the domination count for Pareto); equal counts keep the initiator (listed first) ahead."""
-    wins = [sum(compare_scores(m, other, objectives, comparison, selection) > 0 for other in members) for m in members]
-    order = sorted(range(len(members)), key=lambda i: -wins[i])
-    return [members[i] for i in order]
+def _ranked(keys: list[_Key], comparison: Comparison) -> list[int]:
+    """Member indices, best first: by the number of members each beats (a total order for
+    lexicographic scores, the domination count for Pareto); equal counts keep the initiator
+    (index 0) ahead. Each member's score is computed once, not once per pair."""
+    wins = [sum(_compare_keys(k, other, comparison) > 0 for other in keys) for k in keys]
+    return sorted(range(len(keys)), key=lambda i: -wins[i])
