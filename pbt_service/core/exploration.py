@@ -16,7 +16,7 @@ import numpy as np
 from pbt_service.core import pb2
 from pbt_service.core.fitness import fitness
 from pbt_service.core.mutation import mutate_hparams
-from pbt_service.core.search_space import is_active
+from pbt_service.core.search_space import is_active, pb2_parameters
 from pbt_service.core.types import (
     ExploreStrategy,
     HParams,
@@ -55,11 +55,6 @@ def explore(
     for p, u in zip(tuned, best, strict=True):
         child[p.name] = from_unit(p, float(u))
     return child
-
-
-def pb2_parameters(parameters: Sequence[ParameterSpec]) -> list[ParameterSpec]:
-    """The parameters PB2 chooses: floats and integers that are not frozen."""
-    return [p for p in parameters if p.type in (ParameterType.FLOAT, ParameterType.INTEGER) and not p.frozen]
 
 
 def improvement_per_step(trial: Trial, config: StudyConfig) -> float | None:

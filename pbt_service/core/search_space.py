@@ -127,6 +127,12 @@ def sample_hparams(parameters: Sequence[ParameterSpec], rng: np.random.Generator
     return hparams
 
 
+def pb2_parameters(parameters: Sequence[ParameterSpec]) -> list[ParameterSpec]:
+    """The parameters PB2 chooses: floats and integers that are not frozen (validation refuses a
+    PB2 study without one)."""
+    return [p for p in parameters if p.type in (ParameterType.FLOAT, ParameterType.INTEGER) and not p.frozen]
+
+
 def _same_value(a: ParamValue, b: ParamValue) -> bool:
     if isinstance(a, str) or isinstance(b, str):
         return a == b
@@ -295,9 +301,7 @@ def _validate_algorithm(a: AlgorithmConfig) -> None:
                 f"{path}.perturbation_factors[{j}]: must be greater than 0 and at most "
                 f"{limits.MAX_PERTURBATION_FACTOR:g}, got {f!r}"
             )
-    for name in ("max_generations", "max_trials", "steps_per_trial"):
-        if getattr(a, name) < 0:
-            raise InvalidArgumentError(f"{path}.{name}: must not be negative, got {getattr(a, name)}")
+    _not_negative(a, ("max_generations", "max_trials", "steps_per_trial", "rejuvenate_after_generations"), path)
     ms = a.median_stopping
     if ms.min_completed_trials < 1:
         raise InvalidArgumentError(
@@ -326,26 +330,25 @@ def _validate_search(config: StudyConfig) -> None:
             f"measurement in the window, so it needs at least 2, got {sel.score_window}"
         )
     _in_range(sel.ready_generations, 1, limits.MAX_READY_GENERATIONS, f"{path}.selection.ready_generations")
-    for name in ("burn_in_steps", "ready_steps"):
-        if getattr(sel, name) < 0:
-            raise InvalidArgumentError(f"{path}.selection.{name}: must not be negative, got {getattr(sel, name)}")
-    if a.rejuvenate_after_generations < 0:
-        raise InvalidArgumentError(
-            f"{path}.rejuvenate_after_generations: must not be negative, got {a.rejuvenate_after_generations}"
-        )
+    _not_negative(sel, ("burn_in_steps", "ready_steps"), f"{path}.selection")
     if not (_is_number(exp.resample_probability) and 0 < exp.resample_probability <= 1):
         raise InvalidArgumentError(
             f"{path}.explore.resample_probability: must be greater than 0 and at most 1, "
             f"got {exp.resample_probability!r}"
         )
     _in_range(exp.pb2_max_points, limits.MIN_PB2_POINTS, limits.MAX_PB2_POINTS, f"{path}.explore.pb2_max_points")
-    if exp.strategy is ExploreStrategy.PB2 and not any(
-        p.type in (ParameterType.FLOAT, ParameterType.INTEGER) and not p.frozen for p in config.parameters
-    ):
+    if exp.strategy is ExploreStrategy.PB2 and not pb2_parameters(config.parameters):
         raise InvalidArgumentError(
             f"{path}.explore.strategy: PB2 tunes float and integer parameters, and this study has none that is "
             "not frozen; use PERTURB or RESAMPLE"
         )
+
+
+def _not_negative(settings: object, names: tuple[str, ...], path: str) -> None:
+    for name in names:
+        value = getattr(settings, name)
+        if value < 0:
+            raise InvalidArgumentError(f"{path}.{name}: must not be negative, got {value}")
 
 
 def _in_range(value: int, low: int, high: int, path: str) -> None:
