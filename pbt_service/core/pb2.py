@@ -114,15 +114,13 @@ def _fit(features: np.ndarray, y: np.ndarray) -> Any:
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
-    """Improvements as centred ranks in [-1, 1] (ties averaged; a single value is 0): a lineage that nearly diverged
-    can improve by 1e100 in one interval, and on raw values that one point would flatten the GP
-    everywhere else. PB2 normalises its targets too; ranks make that robust."""
+    """Improvements as centred ranks in [-1, 1] (ties averaged, by scipy's `rankdata`; a single
+    value is 0): a lineage that nearly diverged can improve by 1e100 in one interval, and on raw
+    values that one point would flatten the GP everywhere else. PB2 normalises its targets too;
+    ranks make that robust."""
+    from scipy.stats import rankdata  # scikit-learn's own dependency
+
     if len(values) < 2:
         return np.zeros(len(values))
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(len(values), dtype=float)
-    for v in np.unique(values):
-        tied = values == v
-        ranks[tied] = ranks[tied].mean()
-    return 2 * ranks / max(len(values) - 1, 1) - 1
+    ranks = np.asarray(rankdata(values, method="average"), dtype=float) - 1
+    return 2 * ranks / (len(values) - 1) - 1
