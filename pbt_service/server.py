@@ -98,7 +98,9 @@ def create_server(
         running = create_server(ServerSettings(database_url="sqlite:///pbt.db", port=0))
         print(running.port)
     """
-    pb2.warm_up()  # scikit-learn's import takes seconds: never inside a suggestion
+    # scikit-learn's import takes seconds: done beside start-up, so the server is serving at once and
+    # (unless a PB2 suggestion arrives within those seconds) the import never runs inside one.
+    threading.Thread(target=pb2.warm_up, name="pb2-warm-up", daemon=True).start()
     # A connection per RPC thread: a call never waits for the pool, only for the database.
     storage = storage or SqlStorage.from_url(
         settings.database_url, StorageSettings(pool_size=settings.max_workers, max_overflow=2)

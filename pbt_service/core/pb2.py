@@ -9,8 +9,9 @@ scikit-learn's `GaussianProcessRegressor` does the regression; the points it see
 the caller and its length scale is picked from `LENGTH_SCALES` by marginal likelihood, so a
 suggestion stays cheap (`benchmarks/pb2_latency.py` measures it against perturb), and with one
 BLAS thread (on two busy cores, BLAS's own threads made a fit four times slower). scikit-learn is
-imported on first use, so the pure core imports only numpy; the server calls `warm_up()` when it
-starts so that the import (seconds) never happens inside a suggestion, under the study lock.
+imported on first use, so the pure core imports only numpy; the server runs `warm_up()` in a
+thread when it starts, so the import (seconds) neither delays start-up nor, normally, happens
+inside a suggestion under the study lock.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def warm_up() -> None:
     """Import scikit-learn's GP now (it takes seconds), not in the first PB2 suggestion. A
     no-op where scikit-learn is missing: then PB2 studies fail loudly when they first explore."""
     try:
+        import scipy.stats  # noqa: F401
         import sklearn.gaussian_process  # noqa: F401
         import threadpoolctl  # noqa: F401
     except ImportError:
