@@ -30,8 +30,11 @@ from worker_client import ExploreConfig, ExploreStrategy, SelectionConfig, Selec
 
 @dataclass(frozen=True)
 class Candidate:
+    """A setting to try; `selection` gets the task's budget (burn-in is a fraction of a run). Every
+    candidate states its selection: the default changed once these numbers came in."""
+
     name: str
-    selection: Callable[[Budget], SelectionConfig] = field(default=lambda b: SelectionConfig())
+    selection: Callable[[Budget], SelectionConfig]
     explore: ExploreConfig = field(default_factory=ExploreConfig)
 
 
