@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from pbt_service.core import pb2
 from pbt_service.core.evolution import next_trial
-from pbt_service.core.exploration import explore, from_unit, improvement_per_step, pb2_parameters, to_unit
-from pbt_service.core.search_space import is_active, sample_hparams, topological_order, validate_config
+from pbt_service.core.exploration import explore, from_unit, improvement_per_step, to_unit
+from pbt_service.core.search_space import is_active, pb2_parameters, sample_hparams, topological_order, validate_config
 from pbt_service.core.types import (
     AlgorithmConfig,
     Condition,
