@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests use for real: a PostgreSQL server, and espeak-ng (the WaveNet example's speech).
+# System packages the tests use for real: a PostgreSQL server, espeak-ng (the WaveNet example's speech),
+# and headless Chromium with its WebDriver (the dashboard's browser test).
 have_postgres() { command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; }
 missing=()
 have_postgres || missing+=(postgresql)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "The tests need ${missing[*]}: install them first (sudo apt-get install ${missing[*]})." >&2
@@ -24,5 +27,5 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[server,dev,examples,bench]"
+.venv/bin/python -m pip install -q -e ".[server,dev,examples,bench,results,dashboard]"
 exec .venv/bin/python -m pytest -q "$@"
