@@ -1,0 +1,351 @@
+"""The Python API for reading results: a study's summary, trials with filters, best trials and
+Pareto front, lineages and schedules, tables and DataFrames, and exports.
+
+Example:
+    from worker_client.results import connect
+
+    with connect("localhost:50051") as results:          # or "sqlite:///runs/demo/pbt.db"
+        print([s.name for s in results.studies()])
+        study = results.study("digits")
+        top = study.best(3)
+        df = study.trials_dataframe()                     # pandas, with the `results` extra
+        print(study.schedule(top[0].id))
+
+Everything reads through a `ResultsSource`, so the same calls work against the service and,
+read-only, against the database. A `StudyResults` loads the study's trials once and keeps them;
+`refresh()` reads them again (the dashboard does, on every update).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from pbt_service.core.errors import NotFoundError
+from pbt_service.core.fitness import best_trials, dominates, fitness
+from pbt_service.core.lineage import ScheduleSegment, replay_plan
+from pbt_service.core.types import Comparison, Study, StudyState, Trial, TrialStatus
+from worker_client.client import PbtClient
+from worker_client.results.events import Event, event_of
+from worker_client.results.source import ResultsSource, open_source
+from worker_client.settings import ClientSettings
+
+if TYPE_CHECKING:
+    import pandas
+
+SORT_KEYS = ("id", "generation", "fitness", "end_time", "worker")
+"""`trials(sort=...)` takes one of these or the name of a metric."""
+FINISHED = (TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.STOPPED)
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """One line of a study list, and the header of the dashboard's study page."""
+
+    name: str
+    state: StudyState
+    population_size: int
+    max_generations: int
+    """0: no generation limit."""
+    trial_count: int
+    by_status: dict[str, int]
+    generations_completed: int
+    """Generations whose `population_size` members have all finished."""
+    best_trial_id: int | None
+    best_metrics: dict[str, float]
+    active_workers: tuple[str, ...]
+    objectives: tuple[str, ...]
+    create_time: datetime | None = None
+
+    @property
+    def progress(self) -> float | None:
+        """The fraction of generations completed, when the study has a generation limit."""
+        if self.max_generations <= 0:
+            return None
+        return min(1.0, self.generations_completed / self.max_generations)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """A trial's ancestors (the root first), the trial, and every trial that warm-started from it
+    directly or indirectly (by id)."""
+
+    ancestors: tuple[Trial, ...]
+    trial: Trial
+    descendants: tuple[Trial, ...]
+    children: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """For the trial and each descendant, the ids of the trials that warm-started from it."""
+
+
+class Results:
+    """A connection to a service or a database, and the studies in it. Close it (or use `with`)."""
+
+    def __init__(self, source: ResultsSource) -> None:
+        self.source = source
+
+    def close(self) -> None:
+        self.source.close()
+
+    def __enter__(self) -> Results:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def studies(self) -> list[StudySummary]:
+        """Every study with its state and progress, by name."""
+        return [
+            summarize(study, self.source.list_trials(study.name, with_measurements=False))
+            for study in self.source.list_studies()
+        ]
+
+    def study(self, name: str) -> StudyResults:
+        """Raises NotFoundError for an unknown study."""
+        return StudyResults(self.source, self.source.get_study(name))
+
+    def trial(self, trial_id: int) -> Trial:
+        """One trial with all its measurements; raises NotFoundError."""
+        return self.source.get_trial(trial_id)
+
+
+def connect(target: str | ClientSettings | PbtClient) -> Results:
+    """Results from a service (an address, `ClientSettings`, or an open `PbtClient`) or, read-only,
+    a database URL (`sqlite:///PATH`, `postgresql://USER@HOST/DB`)."""
+    return Results(open_source(target))
+
+
+class StudyResults:
+    """The trials of one study and the questions people ask of them."""
+
+    def __init__(self, source: ResultsSource, study: Study) -> None:
+        self.source = source
+        self.study = study
+        self._trials: list[Trial] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.study.name
+
+    def refresh(self) -> StudyResults:
+        """Reads the study and its trials again."""
+        self.study = self.source.get_study(self.study.name)
+        self._trials = None
+        return self
+
+    def all_trials(self) -> list[Trial]:
+        """Every trial with its measurements, by id (read once, kept until `refresh`)."""
+        if self._trials is None:
+            self._trials = sorted(self.source.list_trials(self.study.name), key=lambda t: t.id)
+        return self._trials
+
+    def trial(self, trial_id: int) -> Trial:
+        """Raises NotFoundError when the study has no such trial."""
+        for trial in self.all_trials():
+            if trial.id == trial_id:
+                return trial
+        raise NotFoundError(f"trial {trial_id} not found in study {self.name!r}")
+
+    def trials(
+        self,
+        *,
+        status: TrialStatus | str | Sequence[TrialStatus | str] = (),
+        generation: int | None = None,
+        worker: str | None = None,
+        parent: int | None = None,
+        sort: str = "id",
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> list[Trial]:
+        """The trials matching every filter given: status (one or several, by enum or name),
+        generation, worker id, parent (the trial they warm-started from). `sort` is one of
+        SORT_KEYS or a metric name (trials without it last); "fitness" is the study's own order,
+        best first. Raises ValueError naming a bad status or sort key."""
+        wanted = _statuses(status)
+        chosen = [
+            t for t in self.all_trials()
+            if (not wanted or t.status in wanted) and (generation is None or t.generation == generation)
+            and (worker is None or t.worker_id == worker) and (parent is None or t.parent_trial_id == parent)
+        ]  # fmt: skip
+        ordered = self._sorted(chosen, sort, descending)
+        return ordered if limit is None else ordered[:limit]
+
+    def best(self, top: int = 1) -> list[Trial]:
+        """The best completed trials by the study's fitness (diverged ones never), best first.
+        For a PARETO study the first front comes first."""
+        config = self.study.config
+        return best_trials(self.all_trials(), config.objectives, config.comparison)[: max(top, 0)]
+
+    def pareto_front(self) -> list[Trial]:
+        """The completed trials no other completed trial dominates on every objective."""
+        config = self.study.config
+        ranked = best_trials(self.all_trials(), config.objectives, Comparison.PARETO)
+        front: list[Trial] = []
+        for trial in ranked:
+            mine = _fitness_of(trial, study=self.study)
+            if any(dominates(_fitness_of(f, study=self.study), mine) for f in front):
+                break
+            front.append(trial)
+        return front
+
+    def lineage(self, trial_id: int) -> Lineage:
+        """Ancestors through the warm-start links, and descendants. Raises NotFoundError."""
+        by_id = {t.id: t for t in self.all_trials()}
+        trial = self.trial(trial_id)
+        ancestors: list[Trial] = []
+        parent = trial.parent_trial_id
+        while parent is not None and parent in by_id:
+            ancestors.append(by_id[parent])
+            parent = by_id[parent].parent_trial_id
+        children: dict[int, list[int]] = {}
+        for t in self.all_trials():
+            if t.parent_trial_id is not None:
+                children.setdefault(t.parent_trial_id, []).append(t.id)
+        found: list[int] = []
+        frontier = [trial.id]
+        while frontier:
+            nxt = [c for tid in frontier for c in children.get(tid, [])]
+            found += nxt
+            frontier = nxt
+        descendants = tuple(by_id[i] for i in sorted(found))
+        return Lineage(
+            ancestors=tuple(reversed(ancestors)), trial=trial, descendants=descendants,
+            children={i: tuple(children.get(i, ())) for i in [trial.id, *sorted(found)]},
+        )
+
+    def schedule(self, trial_id: int) -> list[ScheduleSegment]:
+        """The hyperparameters the trial's model was trained with, step range by step range."""
+        by_id = {t.id: t for t in self.all_trials()}
+
+        def lookup(i: int) -> Trial:
+            if i not in by_id:
+                raise NotFoundError(f"trial {i} not found in study {self.name!r}")
+            return by_id[i]
+
+        return list(replay_plan([trial_id], lookup).segments)
+
+    def events(self) -> dict[int, Event]:
+        """How each trial was created (start, continue, explore, exploit, restart)."""
+        by_id = {t.id: t for t in self.all_trials()}
+        return {t.id: event_of(t, by_id) for t in self.all_trials()}
+
+    def summary(self) -> StudySummary:
+        return summarize(self.study, self.all_trials())
+
+    # --- tables ---
+
+    def trial_rows(self, trials: Iterable[Trial] | None = None) -> list[dict[str, Any]]:
+        """One flat row per trial: ids, status, lineage links, event, final step and metrics
+        (`metric_<name>`), hyperparameters (`param_<name>`), times and checkpoint."""
+        from worker_client.results.rows import trial_rows
+
+        return trial_rows(self.study, self.all_trials() if trials is None else list(trials), self.events())
+
+    def measurement_rows(self) -> list[dict[str, Any]]:
+        """One flat row per measurement of every trial (intermediate and final)."""
+        from worker_client.results.rows import measurement_rows
+
+        return measurement_rows(self.all_trials())
+
+    def trials_dataframe(self) -> pandas.DataFrame:
+        """`trial_rows()` as a pandas DataFrame indexed by nothing (a column `trial_id`), as
+        `optuna.Study.trials_dataframe()` users expect. Needs pandas (the `results` extra)."""
+        from worker_client.results.rows import dataframe
+
+        return dataframe(self.trial_rows(), kind="trials")
+
+    def measurements_dataframe(self) -> pandas.DataFrame:
+        """`measurement_rows()` as a pandas DataFrame."""
+        from worker_client.results.rows import dataframe
+
+        return dataframe(self.measurement_rows(), kind="measurements")
+
+    def export(self, directory: str, formats: Sequence[str] = ("csv", "json")) -> list[str]:
+        """Writes the study to files other tools read; returns their paths. See `rows.export`."""
+        from pathlib import Path
+
+        from worker_client.results.rows import export
+
+        return [str(p) for p in export(self, Path(directory), formats)]
+
+    def _sorted(self, trials: list[Trial], sort: str, descending: bool) -> list[Trial]:
+        if sort == "fitness":
+            config = self.study.config
+            ranked = best_trials(trials, config.objectives, config.comparison)
+            rest = [t for t in trials if t not in ranked]
+            ordered = ranked + rest
+            return list(reversed(ordered)) if descending else ordered
+        if sort in ("id", "generation", "end_time", "worker"):
+            def key(t: Trial) -> tuple[Any, ...]:
+                value = {"id": t.id, "generation": t.generation, "worker": t.worker_id,
+                         "end_time": t.end_time.timestamp() if t.end_time else math.inf}[sort]
+                return (value, t.id)
+
+            return sorted(trials, key=key, reverse=descending)
+        metrics = {m for t in self.all_trials() for m in (t.final_measurement.metrics if t.final_measurement else {})}
+        if sort not in metrics:
+            raise ValueError(f"sort: {sort!r} is neither one of {', '.join(SORT_KEYS)} nor a metric of this study "
+                             f"({', '.join(sorted(metrics)) or 'none yet'})")
+        present = [t for t in trials if _metric(t, sort) is not None]
+        absent = [t for t in trials if _metric(t, sort) is None]
+        return sorted(present, key=lambda t: (_metric(t, sort), t.id), reverse=descending) + absent
+
+
+def summarize(study: Study, trials: Sequence[Trial]) -> StudySummary:
+    """Counts, generations completed, the best trial and the workers holding trials now."""
+    config = study.config
+    by_status: dict[str, int] = {s.value: 0 for s in TrialStatus}
+    finished_per_generation: dict[int, int] = {}
+    for t in trials:
+        by_status[t.status.value] += 1
+        if t.status in FINISHED:
+            finished_per_generation[t.generation] = finished_per_generation.get(t.generation, 0) + 1
+    population = config.algorithm.population_size
+    generations = 0
+    while finished_per_generation.get(generations, 0) >= population:
+        generations += 1
+    top = best_trials(trials, config.objectives, config.comparison)
+    best = top[0] if top else None
+    return StudySummary(
+        name=study.name, state=study.state, population_size=population,
+        max_generations=config.algorithm.max_generations, trial_count=len(trials), by_status=by_status,
+        generations_completed=generations, best_trial_id=best.id if best else None,
+        best_metrics=dict(best.final_measurement.metrics) if best and best.final_measurement else {},
+        active_workers=tuple(sorted({t.worker_id for t in trials if t.status is TrialStatus.ACTIVE and t.worker_id})),
+        objectives=tuple(o.metric for o in config.objectives), create_time=study.create_time,
+    )  # fmt: skip
+
+
+def _statuses(status: TrialStatus | str | Sequence[TrialStatus | str]) -> set[TrialStatus]:
+    items: Sequence[TrialStatus | str] = [status] if isinstance(status, TrialStatus | str) else status
+    chosen: set[TrialStatus] = set()
+    for item in items:
+        if isinstance(item, TrialStatus):
+            chosen.add(item)
+            continue
+        try:
+            chosen.add(TrialStatus(item.lower()))
+        except ValueError:
+            names = ", ".join(s.value for s in TrialStatus)
+            raise ValueError(f"status: {item!r} is not one of {names}") from None
+    return chosen
+
+
+def _metric(trial: Trial, name: str) -> float | None:
+    final = trial.final_measurement
+    if final is None or name not in final.metrics:
+        return None
+    value = float(final.metrics[name])
+    return value if math.isfinite(value) else None
+
+
+def _fitness_of(trial: Trial, *, study: Study) -> tuple[float, ...]:
+    """The fitness of a trial `best_trials` returned, which always has one."""
+    value = fitness(trial.final_measurement, study.config.objectives)
+    assert value is not None
+    return value
