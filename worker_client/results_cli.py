@@ -1,9 +1,17 @@
-"""`pbt-results`: read a study back — best trials, a trial's lineage and schedule, replay plans, replay.
+"""`pbt-results`: query a study — studies, trials, best trials, lineages, schedules, exports, plots —
+and replay or clean it up.
 
 Examples:
     pbt-results --service localhost:50051 studies
     PBT_AUTH_TOKEN=secret pbt-results --service pbt.example.org:443 --tls best digits
-    pbt-results --service localhost:50051 best digits --top 5
+    pbt-results --service localhost:50051 best digits --top 5 --format json
+    pbt-results --service localhost:50051 trials digits --status completed --sort accuracy --desc --limit 10
+    pbt-results --service localhost:50051 trials digits --generation 3 --worker host-1 --format csv
+    pbt-results --service localhost:50051 trial 123
+    pbt-results --service localhost:50051 lineage 123
+    pbt-results --service localhost:50051 export digits --out digits-export --format csv --format parquet
+    pbt-results --service localhost:50051 plot digits --out digits-plots
+    pbt-results --database-url sqlite:///runs/demo/pbt.db best digits     # read-only, no service
     pbt-results --service localhost:50051 schedule 123 --save best-schedule.json
     pbt-results --service localhost:50051 plan 121 122 123 --save ensemble.json
     pbt-results replay ensemble.json --trainer examples.digits:train --evaluator examples.digits:evaluate --dry-run
@@ -19,7 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
@@ -27,14 +35,16 @@ import grpc
 
 from pbt_service.core.errors import NotFoundError
 from pbt_service.core.lineage import CorruptLineageError, MissingTrialError, PlanSegment, ReplayPlan, replay_plan
-from pbt_service.core.types import CheckpointState, Measurement, Trial
 from worker_client.client import PbtClient
 from worker_client.context import Evaluator, Trainer
 from worker_client.garbage_collection import collect_garbage, format_report
 from worker_client.loading import load_callable
 from worker_client.replay import ReplayError, SegmentResult, check_workdir, load_plan, replay, save_plan
-from worker_client.results import best, format_schedule, format_value
-from worker_client.settings import SettingsError, add_client_arguments, client_settings
+from worker_client.results.commands import QUERY_COMMANDS, add_query_commands, run_query
+from worker_client.results.schedules import format_schedule, format_value
+from worker_client.results.source import AccessDenied, ResultsSource, SourceUnavailable, open_source
+from worker_client.results.study_results import Results
+from worker_client.settings import ClientSettings, SettingsError, add_client_arguments, client_settings
 
 DEFAULT_SERVICE = "localhost:50051"
 RESULTS_RETRY_SECONDS = 10.0
@@ -48,11 +58,11 @@ def parser() -> argparse.ArgumentParser:
     )
     add_client_arguments(root.add_argument_group(f"service (default {DEFAULT_SERVICE})"),
                          retry_seconds=RESULTS_RETRY_SECONDS)
+    root.add_argument("--database-url", metavar="URL",
+                      help="read this database directly and read-only instead of asking the service "
+                      "(sqlite:///PATH or postgresql://USER@HOST/DB; queries, schedule and plan only)")
     commands = root.add_subparsers(dest="command", required=True)
-    commands.add_parser("studies", help="list studies")
-    top = commands.add_parser("best", help="the best completed trials of a study")
-    top.add_argument("study")
-    top.add_argument("--top", type=int, default=5)
+    add_query_commands(commands)
     sched = commands.add_parser("schedule", help="a trial's lineage and hyperparameter schedule")
     sched.add_argument("trial_id", type=int)
     sched.add_argument("--save", type=Path, help="write the schedule as a replay plan (JSON)")
@@ -81,86 +91,84 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `pbt-results`; returns the exit code: 1 when the service refused or failed
-    (the message names the status), a trial or an ancestor is missing, or a replayed segment wrote
-    no checkpoint; 2 for bad options or files (a malformed plan, a workdir already used)."""
+    """Entry point of `pbt-results`; returns the exit code: 2 for bad options or files (a malformed
+    plan, a workdir already used), an unknown study or trial; 1 when the service refused the token
+    or failed (the message names the status), an ancestor is missing, or a replayed segment wrote no
+    checkpoint."""
     ap = parser()
     args = ap.parse_args(argv)
     try:
         settings = client_settings(args, default_address=DEFAULT_SERVICE, retry_seconds=RESULTS_RETRY_SECONDS)
     except SettingsError as error:
         ap.error(str(error))
+    if args.database_url and args.command in SERVICE_ONLY:
+        ap.error(f"{args.command} changes the study: it needs the service (--service), not --database-url")
     try:
         if args.command == "replay":
             return replay_command(args.plan, args.trainer, args.evaluator, args.workdir, dry_run=args.dry_run)
-        with PbtClient(settings) as client:
-            if args.command == "studies":
-                for study in client.list_studies():
-                    print(f"{study.name}\t{study.state.value}\t{study.trial_count} trials")
-            elif args.command == "gc":
-                print(format_report(collect_garbage(client, args.study, roots=args.root, dry_run=args.dry_run)))
-            elif args.command in ("pause", "resume"):
-                change = client.pause_study if args.command == "pause" else client.resume_study
-                print(f"study {args.study}: {change(args.study).state.value}")
-            elif args.command == "best":
-                study = client.get_study(args.study)
-                for trial in best(client, study, args.top):
-                    final = trial.final_measurement
-                    metrics = final.metrics if final else {}
-                    print(f"trial {trial.id}\tgeneration {trial.generation}\t{json.dumps(metrics)}\t"
-                          f"{json.dumps(dict(trial.hparams))}\t{checkpoint_of(final)}")
+        if args.command in SERVICE_ONLY:
+            with PbtClient(settings) as client:
+                return service_command(client, args)
+        with Results(_source(args.database_url, settings)) as results:
+            if args.command in QUERY_COMMANDS:
+                print(run_query(results, args))
             elif args.command == "plan":
-                plan_command(client, args.trial_ids, args.save)
+                plan_command(results.source, args.trial_ids, args.save)
             else:
-                schedule_command(client, args.trial_id, args.save)
+                schedule_command(results.source, args.trial_id, args.save)
         return 0
+    except MissingTrialError as error:
+        return _fail(str(error), 2 if error.ancestor_of is None else 1)
+    except (CorruptLineageError, ReplayError) as error:
+        return _fail(str(error), 1)
+    except NotFoundError as error:
+        return _fail(str(error), 2)
+    except AccessDenied as error:
+        return _fail(str(error), 1)
+    except SourceUnavailable as error:
+        return _fail(str(error), 1)
     except grpc.RpcError as error:
         hint = ""
-        if error.code() == grpc.StatusCode.UNAUTHENTICATED:
-            hint = " (give the service's token with --token or PBT_AUTH_TOKEN)"
-        print(f"pbt-results: {settings.address}: {error.code().name}: {error.details()}{hint}", file=sys.stderr)
-        return 1
-    except (MissingTrialError, CorruptLineageError, ReplayError) as error:
-        print(f"pbt-results: {error}", file=sys.stderr)
-        return 1
-    except (ValueError, FileExistsError) as error:
-        print(f"pbt-results: {error}", file=sys.stderr)
-        return 2
+        if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            hint = " (the service refused the token: give the right one with --token or PBT_AUTH_TOKEN)"
+        code = 2 if error.code() == grpc.StatusCode.NOT_FOUND else 1
+        return _fail(f"{settings.address}: {error.code().name}: {error.details()}{hint}", code)
+    except (ValueError, FileExistsError, ImportError) as error:
+        return _fail(str(error), 2)
 
 
-def checkpoint_of(measurement: Measurement | None) -> str:
-    """The measurement's checkpoint path, or why there is none to load."""
-    if measurement is None or not measurement.checkpoint_path:
-        return "(no checkpoint)"
-    if measurement.checkpoint_state is not CheckpointState.PRESENT:
-        return f"(checkpoint {measurement.checkpoint_state.value}: {measurement.checkpoint_path})"
-    return measurement.checkpoint_path
+SERVICE_ONLY = ("gc", "pause", "resume")
 
 
-def trial_lookup(client: PbtClient) -> Callable[[int], Trial]:
-    """`client.get_trial` raising NotFoundError (a KeyError) for NOT_FOUND, as `replay_plan` wants."""
-
-    def lookup(trial_id: int) -> Trial:
-        try:
-            return client.get_trial(trial_id)
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFoundError(f"trial {trial_id} not found") from None
-            raise
-
-    return lookup
+def service_command(client: PbtClient, args: argparse.Namespace) -> int:
+    """The subcommands that change a study: garbage collection, pause and resume."""
+    if args.command == "gc":
+        print(format_report(collect_garbage(client, args.study, roots=args.root, dry_run=args.dry_run)))
+    else:
+        change = client.pause_study if args.command == "pause" else client.resume_study
+        print(f"study {args.study}: {change(args.study).state.value}")
+    return 0
 
 
-def schedule_command(client: PbtClient, trial_id: int, save: Path | None) -> None:
-    plan = replay_plan([trial_id], trial_lookup(client))
+def _source(database_url: str | None, settings: ClientSettings) -> ResultsSource:
+    return open_source(database_url or settings)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"pbt-results: {message}", file=sys.stderr)
+    return code
+
+
+def schedule_command(source: ResultsSource, trial_id: int, save: Path | None) -> None:
+    plan = replay_plan([trial_id], source.get_trial)
     print(format_schedule(list(plan.segments)))
     if save:
         save_plan(plan, save)
         print(f"saved to {save}")
 
 
-def plan_command(client: PbtClient, trial_ids: Sequence[int], save: Path | None) -> None:
-    plan = replay_plan(trial_ids, trial_lookup(client))
+def plan_command(source: ResultsSource, trial_ids: Sequence[int], save: Path | None) -> None:
+    plan = replay_plan(trial_ids, source.get_trial)
     print(format_plan(plan))
     if save:
         save_plan(plan, save)

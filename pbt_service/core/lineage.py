@@ -32,6 +32,11 @@ class MissingTrialError(NotFoundError, ValueError):
     names the final whose lineage needed it). A `KeyError` like every not-found, and a
     `ValueError` because for an ancestor it is bad data rather than a bad request."""
 
+    def __init__(self, message: str, *, ancestor_of: int | None = None) -> None:
+        super().__init__(message)
+        self.ancestor_of = ancestor_of
+        """The final whose lineage needed the missing trial; None when the final itself is missing."""
+
 
 class CorruptLineageError(PbtError, ValueError):
     """The stored parent links cannot be right: they loop, or a child ends before its parent."""
@@ -120,7 +125,9 @@ def _fetch(trial_id: int, final_id: int, lookup: Callable[[int], Trial]) -> Tria
     except KeyError:
         if trial_id == final_id:
             raise MissingTrialError(f"trial {trial_id} not found") from None
-        raise MissingTrialError(f"trial {trial_id}, an ancestor of trial {final_id}, not found") from None
+        raise MissingTrialError(
+            f"trial {trial_id}, an ancestor of trial {final_id}, not found", ancestor_of=final_id
+        ) from None
 
 
 def _ancestry(trial: Trial, lookup: Callable[[int], Trial], known: Container[int]) -> list[Trial]:

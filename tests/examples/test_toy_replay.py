@@ -18,8 +18,7 @@ from pbt_service.core.types import Trial, TrialStatus
 from pbt_service.local import LocalService
 from worker_client import PbtClient, TrialContext, Worker
 from worker_client.replay import replay
-from worker_client.results import best
-from worker_client.results_cli import trial_lookup
+from worker_client.results import ServiceSource, best
 
 POPULATION, GENERATIONS = 4, 6
 
@@ -44,7 +43,8 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToyStudy]:
         ran = Worker(client, "toy", toy.train, toy.evaluate, worker_id="w", workdir=folder / "runs").run()
         assert ran == POPULATION * GENERATIONS
         winner = best(client, client.get_study("toy"))[0]
-        plan = replay_plan([winner.id], trial_lookup(client))  # through the service, one GetTrial per trial
+        # through the service, one GetTrial per trial
+        plan = replay_plan([winner.id], ServiceSource(client, owned=False).get_trial)
         trials = {t.id: t for t in client.list_trials("toy")}
     assert all(t.status == TrialStatus.COMPLETED for t in trials.values())
     yield ToyStudy(winner, trials, plan)

@@ -72,7 +72,8 @@ def test_schedule_of_the_best_trial_replays_to_the_same_model(
     assert all(a.end_step == b.start_step for a, b in zip(segments, segments[1:], strict=False))
     plan = load_plan(tmp_path / "s.json")
     assert plan == study.plan(winner.id) and list(plan.segments) == segments
-    assert f"trial {winner.id}" in capsys.readouterr().out
+    best_table = capsys.readouterr().out.split("saved to")[-1].splitlines()
+    assert best_table[1].split()[0] == "trial_id" and best_table[2].split()[0] == str(winner.id)
     results = replay(plan, train, evaluate, tmp_path / "replay")
     assert [r.trial_id for r in results] == [s.trial_id for s in segments]
     assert results[-1].step == winner.final_measurement.step  # type: ignore[union-attr]
@@ -100,10 +101,10 @@ def test_plan_prints_and_saves_the_union_of_the_lineages(
 
 
 @pytest.mark.parametrize("command", ["plan", "schedule"])
-def test_an_unknown_trial_is_named_and_exits_1(
+def test_an_unknown_trial_is_named_and_exits_2(
     study: Study, command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli(study, command, "99999") == 1
+    assert cli(study, command, "99999") == 2
     err = capsys.readouterr().err
     assert "trial 99999 not found" in err and "Traceback" not in err
 

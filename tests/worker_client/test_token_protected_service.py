@@ -4,6 +4,7 @@ subcommand get it from the one client settings object (flag or `PBT_AUTH_TOKEN`)
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -47,6 +48,10 @@ def subcommands(tmp_path: Path, trial_id: int) -> list[list[str]]:
     return [
         ["studies"],
         ["best", "locked", "--top", "1"],
+        ["trials", "locked", "--status", "completed", "--format", "csv"],
+        ["trial", str(trial_id)],
+        ["lineage", str(trial_id), "--format", "json"],
+        ["export", "locked", "--out", str(tmp_path / "export")],
         ["schedule", str(trial_id), "--save", str(schedule)],
         ["gc", "locked", "--dry-run", "--root", str(tmp_path)],
         ["replay", str(schedule), "--trainer", TRAINER, "--evaluator", EVALUATOR, "--workdir", str(tmp_path / "re")],
@@ -65,7 +70,8 @@ def test_every_results_subcommand_takes_the_token_from_the_flag(
     for argv in subcommands(tmp_path, best_trial(address)):
         assert results_main(["--service", address, "--token", TOKEN, *argv]) == 0, (argv, capsys.readouterr())
     out = capsys.readouterr().out
-    assert "locked\t" in out
+    assert re.search(r"^locked\s+done\s+4\s", out, re.MULTILINE)
+    assert (tmp_path / "export" / "study.json").is_file()
     assert "would delete" in out and "step " in out
 
 
@@ -82,12 +88,14 @@ def test_every_results_subcommand_takes_the_token_from_the_environment(
 @pytest.mark.parametrize("token", [None, "wrong"])
 def test_results_without_the_right_token_say_unauthenticated(address: str, token: str | None) -> None:
     env = {k: v for k, v in subprocess_env().items() if not k.startswith("PBT_")}
-    for argv in (["studies"], ["best", "locked"], ["schedule", "1"], ["gc", "locked"]):
+    for argv in (["studies"], ["best", "locked"], ["trials", "locked"], ["lineage", "1"], ["schedule", "1"],
+                 ["gc", "locked"]):
         flags = ["--service", address, "--service-retry-seconds", "0", *(["--token", token] if token else [])]
         done = subprocess.run([sys.executable, "-m", "worker_client.results_cli", *flags, *argv],
                               capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
         assert done.returncode == 1, done.stderr
         assert "UNAUTHENTICATED" in done.stderr and "--token or PBT_AUTH_TOKEN" in done.stderr
+        assert "refused the token" in done.stderr and (token is None or token not in done.stderr)
         assert "Traceback" not in done.stderr
 
 

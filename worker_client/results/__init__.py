@@ -11,11 +11,11 @@ Example:
 
 from worker_client.results.events import Event, event_of
 from worker_client.results.schedules import best, format_schedule, format_value, trial_schedule
-from worker_client.results.source import AccessDenied, ResultsSource, SourceUnavailable, open_source
+from worker_client.results.source import AccessDenied, ResultsSource, ServiceSource, SourceUnavailable, open_source
 from worker_client.results.study_results import Lineage, Results, StudyResults, StudySummary, connect
 
 __all__ = [
-    "AccessDenied", "Event", "Lineage", "Results", "ResultsSource", "SourceUnavailable", "StudyResults",
-    "StudySummary", "best", "connect", "event_of", "format_schedule", "format_value", "open_source",
+    "AccessDenied", "Event", "Lineage", "Results", "ResultsSource", "ServiceSource", "SourceUnavailable",
+    "StudyResults", "StudySummary", "best", "connect", "event_of", "format_schedule", "format_value", "open_source",
     "trial_schedule",
 ]
