@@ -8,12 +8,13 @@ the service refuses the token, `SourceUnavailable` when it cannot be reached.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Protocol, TypeVar
 
 import grpc
 
 from pbt_service.core.errors import NotFoundError, PbtError
-from pbt_service.core.types import Study, Trial, TrialStatus
+from pbt_service.core.types import LineageRecord, Study, Trial, TrialStatus
 from worker_client.client import PbtClient
 from worker_client.settings import ClientSettings
 
@@ -114,14 +115,15 @@ class DatabaseSource:
         return self._call(lambda: self._db.get_study(name))
 
     def get_trial(self, trial_id: int) -> Trial:
-        return self._call(lambda: self._db.get_trial(trial_id))
+        return _public(self._call(lambda: self._db.get_trial(trial_id)))
 
     def list_trials(
         self, study: str, *, statuses: Sequence[TrialStatus] = (), generation: int | None = None,
         with_measurements: bool = True,
     ) -> list[Trial]:
-        return self._call(lambda: self._db.list_trials(study, statuses=statuses, generation=generation,
-                                                       with_measurements=with_measurements))
+        trials = self._call(lambda: self._db.list_trials(study, statuses=statuses, generation=generation,
+                                                         with_measurements=with_measurements))
+        return [_public(t) for t in trials]
 
     def _call(self, read: Callable[[], R]) -> R:
         try:
@@ -130,6 +132,12 @@ class DatabaseSource:
             raise
         except PbtError as error:  # the store's DatabaseConfigError and UnavailableError
             raise SourceUnavailable(str(error)) from None
+
+
+def _public(trial: Trial) -> Trial:
+    """The trial as the service shows it: the selection bookkeeping it keeps for itself
+    (`Trial.lineage`, never on the wire) left out, so both sources give equal trials."""
+    return replace(trial, lineage=LineageRecord())
 
 
 def is_database_url(target: str) -> bool:
