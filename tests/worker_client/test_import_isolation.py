@@ -13,9 +13,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "worker_client"
-MODULES = sorted(
-    "worker_client" if p.name == "__init__.py" else f"worker_client.{p.stem}" for p in PACKAGE.glob("*.py")
-)
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+FILES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+MODULES = sorted(FILES)
 FORBIDDEN_TOP = ("sqlalchemy", "alembic", "psycopg2", "grpc_health", "grpc_reflection", "torch")
 FORBIDDEN_PREFIXES = ("pbt_service.store", "pbt_service.service", "pbt_service.server", "pbt_service.controller")
 OPTIONAL = {"worker_client.torch_checkpoint": "torch"}
@@ -56,7 +61,12 @@ def test_each_client_module_alone_imports_no_server_code(module: str) -> None:
 def imports_of(path: Path) -> set[str]:
     """The worker_client modules a file imports, anywhere in it (functions included)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    type_only = {id(n) for block in ast.walk(tree) if _is_type_checking_block(block)
+                 for n in ast.walk(block)}  # fmt: skip
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("worker_client"))
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("worker_client"):
@@ -66,13 +76,17 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
+def _is_type_checking_block(node: ast.AST) -> bool:
+    """`if TYPE_CHECKING:` imports exist for annotations only and never run."""
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
 def test_client_modules_import_each_other_without_cycles() -> None:
-    graph = {m: imports_of(PACKAGE / ("__init__.py" if m == "worker_client" else f"{m.split('.')[1]}.py"))
-             for m in MODULES}
+    graph = {m: imports_of(FILES[m]) for m in MODULES}
     for module, targets in graph.items():
         assert module not in targets, f"{module} imports itself"
-        if module != "worker_client":
-            assert "worker_client" not in targets, f"{module} imports the package, which imports it back"
+        for package in (p for p in MODULES if FILES[p].name == "__init__.py" and module.startswith(p + ".")):
+            assert package not in targets, f"{module} imports the package {package}, which imports it back"
     done: set[str] = set()
 
     def visit(module: str, path: tuple[str, ...]) -> None:
