@@ -18,6 +18,7 @@ from tests.worker_client.conftest import ROOT, python_mode_args, subprocess_env
 from tests.worker_client.scripts import python_job
 from tests.worker_client.test_worker_end_to_end import evaluate, train
 from worker_client import ClientSettings, Job, PbtClient, TrialStatus, run_workers
+from worker_client.results import AccessDenied, connect
 from worker_client.results_cli import main as results_main
 
 TOKEN = "s3cret"
@@ -110,3 +111,14 @@ def test_a_job_takes_the_token_from_the_environment(
     assert job.main(args) == 0
     with PbtClient(address, token=TOKEN) as client:
         assert [t.status for t in client.list_trials("job-with-token")] == [TrialStatus.COMPLETED] * 2
+
+
+@pytest.mark.parametrize("token", [None, "wrong"])
+def test_the_results_api_says_the_service_refused_the_token(address: str, token: str | None) -> None:
+    with connect(ClientSettings(address=address, token=token, retry_seconds=0)) as results:
+        with pytest.raises(AccessDenied, match="refused the token") as refused:
+            results.studies()
+    assert TOKEN not in str(refused.value)
+    with connect(ClientSettings(address=address, token=TOKEN, retry_seconds=0)) as results:
+        assert "locked" in [s.name for s in results.studies()]
+        assert results.study("locked").summary().by_status["completed"] == 4
