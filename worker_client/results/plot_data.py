@@ -1,0 +1,370 @@
+"""What the PBT plots show, computed from a study and its trials without any plotting library, so the
+two backends (matplotlib and plotly) draw the same numbers and tests can check them directly.
+
+Every trial belongs to a *member*: a slot of the population, started by a generation-0 trial and
+continued by each child its trials initiate (`initiator_parent_trial_id`). A member's curve is the
+chain of its trials, each segment starting at the point it warm-started from, so an exploit shows
+as a jump to another member's curve.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pbt_service.core.fitness import best_trials
+from pbt_service.core.types import (
+    Goal,
+    Measurement,
+    ParameterSpec,
+    ParameterType,
+    ParamValue,
+    Study,
+    Trial,
+    TrialStatus,
+)
+from worker_client.results.events import Event, event_of
+
+EMPTY_MESSAGE = "no completed trials yet"
+MEMBER_COLOURS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)
+"""matplotlib's tab10, so a member has the same colour in both backends; repeats past ten members."""
+MARKED_EVENTS = (Event.EXPLOIT, Event.EXPLORE, Event.RESTART)
+
+Point = tuple[float, float]
+
+
+def member_colour(member: int) -> str:
+    return MEMBER_COLOURS[member % len(MEMBER_COLOURS)]
+
+
+@dataclass(frozen=True)
+class PlotInput:
+    """The resolved inputs every plot needs: trials in (generation, number) order, the metric and its
+    goal, the study's ranking (best first) and each trial's member row."""
+
+    study: Study
+    trials: tuple[Trial, ...]
+    metric: str
+    goal: Goal
+    by_id: Mapping[int, Trial]
+    ranking: tuple[Trial, ...]
+    members: Mapping[int, int]
+
+    def value(self, measurement: Measurement | None) -> float | None:
+        """The metric of a measurement; None when missing or diverged (NaN, infinite)."""
+        if measurement is None or self.metric not in measurement.metrics:
+            return None
+        v = float(measurement.metrics[self.metric])
+        return v if math.isfinite(v) else None
+
+    def better(self, a: float, b: float) -> bool:
+        return a < b if self.goal is Goal.MINIMIZE else a > b
+
+    def final_value(self, trial: Trial) -> float | None:
+        """The metric a trial is judged by: its final measurement's, for completed trials only."""
+        return self.value(trial.final_measurement) if trial.status is TrialStatus.COMPLETED else None
+
+
+def prepare(study: Study, trials: Sequence[Trial], metric: str | None = None) -> PlotInput:
+    """Resolve the metric (default: the first objective; its goal, else maximize) and the members.
+
+    Raises ValueError for a metric that is neither an objective nor in any measurement, so a typo
+    does not read as an empty study.
+    """
+    objectives = study.config.objectives
+    metric = metric or objectives[0].metric
+    goal = next((o.goal for o in objectives if o.metric == metric), Goal.MAXIMIZE)
+    reported = {name for t in trials for m in (*t.measurements, t.final_measurement) if m for name in m.metrics}
+    if metric not in {o.metric for o in objectives} and metric not in reported:
+        known = sorted(reported | {o.metric for o in objectives})
+        raise ValueError(f"metric {metric!r} is not reported by study {study.name!r}; known: {', '.join(known)}")
+    ordered = tuple(sorted(trials, key=lambda t: (t.generation, t.number, t.id)))
+    ranking = tuple(best_trials(ordered, objectives, study.config.comparison))
+    return PlotInput(study, ordered, metric, goal, {t.id: t for t in ordered}, ranking, _members(ordered))
+
+
+def _members(trials: Sequence[Trial]) -> dict[int, int]:
+    """Member row of each trial: its initiator's (initiators are older), else a new row."""
+    rows: dict[int, int] = {}
+    count = 0
+    for t in trials:
+        initiator = t.initiator_parent_trial_id
+        if initiator is not None and initiator in rows:
+            rows[t.id] = rows[initiator]
+        else:
+            rows[t.id], count = count, count + 1
+    return rows
+
+
+def last_step(trial: Trial) -> int | None:
+    last = trial.final_measurement or (max(trial.measurements, key=lambda m: m.step) if trial.measurements else None)
+    return last.step if last is not None else None
+
+
+def start_step(trial: Trial, by_id: Mapping[int, Trial]) -> int:
+    """The global step a trial warm-started at: its parent's last step (0 for a fresh line)."""
+    if trial.parent_trial_id is None:
+        return 0
+    parent = by_id.get(trial.parent_trial_id)
+    step = last_step(parent) if parent is not None else None
+    return step if step is not None else trial.lineage.start_step
+
+
+def _end_point(inp: PlotInput, trial: Trial | None) -> Point | None:
+    """Where a child of `trial` starts: its final (else last) measurement, when finite."""
+    if trial is None:
+        return None
+    last = trial.final_measurement or (max(trial.measurements, key=lambda m: m.step) if trial.measurements else None)
+    v = inp.value(last)
+    return (float(last.step), v) if last is not None and v is not None else None
+
+
+# --- progress: metric against step ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Curve:
+    """One trial's segment: from the point it warm-started at (when known) through its measurements;
+    `jump_from`: for an exploit, the member's own last point, the other end of the jump."""
+
+    trial_id: int
+    member: int
+    event: Event
+    steps: tuple[float, ...]
+    values: tuple[float, ...]
+    jump_from: Point | None = None
+
+
+@dataclass(frozen=True)
+class Marker:
+    event: Event
+    trial_id: int
+    step: float
+    value: float
+
+
+@dataclass(frozen=True)
+class ProgressData:
+    curves: tuple[Curve, ...]
+    markers: tuple[Marker, ...]
+
+
+def progress(inp: PlotInput) -> ProgressData:
+    """A curve per trial with at least one finite point (NaN points skipped), a marker where each
+    exploit, explore and restart began."""
+    curves: list[Curve] = []
+    markers: list[Marker] = []
+    for t in inp.trials:
+        measured = sorted(t.measurements, key=lambda m: m.step)
+        own = [(float(m.step), v) for m in measured if (v := inp.value(m)) is not None]
+        if not own:
+            continue
+        event = event_of(t, inp.by_id)
+        start = _end_point(inp, inp.by_id.get(t.parent_trial_id)) if t.parent_trial_id is not None else None
+        points = [start, *own] if start is not None else own
+        jump = None
+        if event is Event.EXPLOIT and t.initiator_parent_trial_id is not None:
+            jump = _end_point(inp, inp.by_id.get(t.initiator_parent_trial_id))
+        if event in MARKED_EVENTS:
+            markers.append(Marker(event, t.id, *points[0]))
+        steps, values = zip(*points, strict=True)
+        curves.append(Curve(t.id, inp.members[t.id], event, steps, values, jump))
+    return ProgressData(tuple(curves), tuple(markers))
+
+
+# --- best: best-so-far against resource and against step -----------------------------------------
+
+@dataclass(frozen=True)
+class BestSeries:
+    """One point per completed trial with a finite metric: x, its metric, the best so far."""
+
+    x: tuple[float, ...]
+    values: tuple[float, ...]
+    best: tuple[float, ...]
+    trial_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BestData:
+    by_resource: BestSeries
+    by_step: BestSeries
+
+
+def best_so_far(inp: PlotInput) -> BestData:
+    """Resource: steps trained by all completed trials (diverged ones too) in completion order (end
+    time, then id) — the paper's figure 4; step: the trials' final global steps — figure 6."""
+    completed = [t for t in inp.trials if t.status is TrialStatus.COMPLETED]
+    completed.sort(key=lambda t: (t.end_time is None, t.end_time.timestamp() if t.end_time else 0.0, t.id))
+    resource, by_resource = 0.0, []
+    for t in completed:
+        resource += max(0, (last_step(t) or 0) - start_step(t, inp.by_id))
+        by_resource.append((resource, t))
+    by_step = sorted(((float(last_step(t) or 0), t) for t in completed), key=lambda p: p[0])
+    return BestData(_series(inp, by_resource), _series(inp, by_step))
+
+
+def _series(inp: PlotInput, points: list[tuple[float, Trial]]) -> BestSeries:
+    xs: list[float] = []
+    values: list[float] = []
+    best: list[float] = []
+    ids: list[int] = []
+    for x, t in points:
+        if (v := inp.final_value(t)) is None:
+            continue
+        xs.append(x)
+        values.append(v)
+        best.append(v if not best or inp.better(v, best[-1]) else best[-1])
+        ids.append(t.id)
+    return BestSeries(tuple(xs), tuple(values), tuple(best), tuple(ids))
+
+
+# --- schedule: the hyperparameters of the best trials --------------------------------------------
+
+@dataclass(frozen=True)
+class ScheduleLine:
+    """A top trial's lineage, root first: segment boundaries (`steps`, one more than segments) and
+    each segment's hyperparameters."""
+
+    trial_id: int
+    rank: int
+    steps: tuple[int, ...]
+    hparams: tuple[Mapping[str, ParamValue], ...]
+
+    def xy(self, name: str) -> tuple[list[int], list[ParamValue | None]]:
+        """Points for a step plot ("steps-post"): each segment's value, repeated at the end."""
+        values = [h.get(name) for h in self.hparams]
+        return list(self.steps), [*values, values[-1]]
+
+
+def schedules(inp: PlotInput, top: int) -> tuple[ScheduleLine, ...]:
+    """The schedules of the study's `top` best trials. A lineage whose older ancestors are missing
+    from `trials` starts where the oldest known one warm-started."""
+    lines = []
+    for rank, trial in enumerate(inp.ranking[: max(top, 0)]):
+        chain = [trial]
+        while (parent := chain[-1].parent_trial_id) is not None and parent in inp.by_id:
+            chain.append(inp.by_id[parent])
+        chain.reverse()
+        steps = [start_step(chain[0], inp.by_id)]
+        for t in chain:
+            steps.append(max(steps[-1], last_step(t) or steps[-1]))
+        lines.append(ScheduleLine(trial.id, rank, tuple(steps), tuple(dict(t.hparams) for t in chain)))
+    return tuple(lines)
+
+
+def parameters(inp: PlotInput, trials: Sequence[Mapping[str, ParamValue]]) -> list[ParameterSpec]:
+    """The study's parameters that any of these hyperparameter sets has, in config order."""
+    used = {name for h in trials for name in h}
+    return [p for p in inp.study.config.parameters if p.name in used]
+
+
+def numeric(value: ParamValue | None) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+# --- lineage: the warm-start tree ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Node:
+    trial_id: int
+    generation: int
+    y: float
+    value: float | None
+    """The final measurement's metric; None when diverged, failed, stopped or still running."""
+    status: TrialStatus
+
+
+@dataclass(frozen=True)
+class Edge:
+    child: int
+    parent: int
+    x: tuple[float, float]
+    y: tuple[float, float]
+    exploit: bool
+
+
+@dataclass(frozen=True)
+class LineageData:
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+    best_id: int | None
+    members: int
+
+
+def lineage_tree(inp: PlotInput) -> LineageData:
+    """x = generation, y = member row (trials sharing a row and a generation — a failed child and
+    its replacement — spread within the row); an edge from every child to its parent."""
+    cells: dict[tuple[int, int], list[Trial]] = defaultdict(list)
+    for t in inp.trials:
+        cells[(t.generation, inp.members[t.id])].append(t)
+    y: dict[int, float] = {}
+    for (_, row), group in cells.items():
+        gap = min(0.3, 0.8 / len(group))
+        for k, t in enumerate(group):
+            y[t.id] = row + (k - (len(group) - 1) / 2) * gap
+    nodes = tuple(Node(t.id, t.generation, y[t.id], inp.final_value(t), t.status) for t in inp.trials)
+    edges = tuple(
+        Edge(t.id, p.id, (float(p.generation), float(t.generation)), (y[p.id], y[t.id]),
+             inp.members[p.id] != inp.members[t.id])
+        for t in inp.trials
+        if t.parent_trial_id is not None and (p := inp.by_id.get(t.parent_trial_id)) is not None
+    )
+    best_id = inp.ranking[0].id if inp.ranking else None
+    return LineageData(nodes, edges, best_id, max(inp.members.values(), default=-1) + 1)
+
+
+def value_range(values: Sequence[float | None]) -> tuple[float, float]:
+    finite = [v for v in values if v is not None]
+    if not finite:
+        return 0.0, 1.0
+    low, high = min(finite), max(finite)
+    return (low, high) if high > low else (low - 0.5, high + 0.5)
+
+
+# --- hyperparameters: their distribution per generation ------------------------------------------
+
+@dataclass(frozen=True)
+class Distribution:
+    """Numeric parameters: (jittered generation, value, trial id) points and each generation's
+    median; categorical ones: per category, the count in each of `generations`."""
+
+    spec: ParameterSpec
+    generations: tuple[int, ...]
+    points: tuple[tuple[float, float, int], ...] = ()
+    medians: tuple[float, ...] = ()
+    counts: Mapping[str, tuple[int, ...]] | None = None
+
+
+def distributions(inp: PlotInput) -> tuple[Distribution, ...]:
+    """Every trial's hyperparameters (running ones too: they are known at creation), per
+    parameter. Jitter is an even spread within the generation, so the figures are reproducible."""
+    generations = tuple(sorted({t.generation for t in inp.trials}))
+    out = []
+    for spec in parameters(inp, [t.hparams for t in inp.trials]):
+        having = [t for t in inp.trials if spec.name in t.hparams]
+        if spec.type is ParameterType.CATEGORICAL:
+            counted = Counter((t.generation, str(t.hparams[spec.name])) for t in having)
+            names = [str(v) for v in spec.values] or sorted({c for _, c in counted})
+            counts = {c: tuple(counted[(g, c)] for g in generations) for c in names}
+            out.append(Distribution(spec, generations, counts=counts))
+            continue
+        points, medians = [], []
+        for g in generations:
+            group = [t for t in having if t.generation == g]
+            values = sorted(numeric(t.hparams[spec.name]) for t in group)
+            medians.append(_median(values))
+            for k, t in enumerate(group):
+                jitter = 0.0 if len(group) == 1 else -0.3 + 0.6 * k / (len(group) - 1)
+                points.append((g + jitter, numeric(t.hparams[spec.name]), t.id))
+        out.append(Distribution(spec, generations, tuple(points), tuple(medians)))
+    return tuple(out)
+
+
+def _median(values: Sequence[float]) -> float:
+    if not values:
+        return math.nan
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
