@@ -1,6 +1,7 @@
 """The main job: the service on its embedded SQLite default, local workers training an example
 (the digits MLP by default) with PBT, live progress, and at the end the best trial, its fitness and
-its hyperparameter schedule.
+its hyperparameter schedule, and the study's plots (PNG and interactive HTML) under
+<workdir>/plots/<study>.
 
     python -m examples.demo --workers 4 --population 8 --generations 10
     python -m examples.demo --example toy --population 10 --generations 20
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
                 _show(client, study.name, config, bar)
             _show(client, study.name, config, bar)
         _report(client, study.name)
+        if args.plots:
+            _plot(client, study.name, root / "plots" / study.name, database)
         files = [p for p in checkpoints.rglob("*") if p.is_file()]
         print(f"checkpoints on disk under {checkpoints}: {len(files)} files, "
               f"{sum(p.stat().st_size for p in files)} bytes")
@@ -97,6 +100,15 @@ def _report(client: PbtClient, study_name: str) -> None:
     print(format_schedule(trial_schedule(client, winner)))
 
 
+def _plot(client: PbtClient, study_name: str, directory: Path, database: str) -> None:
+    """The study's plots as PNG and HTML, where the user can open them, and how to see more."""
+    from worker_client.results.plots import write_plots
+
+    paths = write_plots(client.get_study(study_name), client.list_trials(study_name), directory)
+    print(f"plots: {directory}/ ({', '.join(sorted(p.name for p in paths))})")
+    print(f"query it: pbt-results --database-url {database} trials {study_name} --sort fitness --limit 10")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=4)
@@ -111,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", default="runs/demo", help="database and checkpoints go here")
     parser.add_argument("--database-url", default=None, help="default: sqlite:///<workdir>/pbt.db")
     parser.add_argument("--study", default=None, help="study name (default: <example>-<time>)")
+    parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                        help="write the study's plots to <workdir>/plots/<study> at the end (default: on)")
     parser.add_argument("--collect-checkpoints", action=argparse.BooleanOptionalAction, default=True,
                         help="workers delete checkpoints no trial can need (default: on)")
     return parser

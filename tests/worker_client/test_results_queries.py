@@ -334,3 +334,27 @@ def test_the_command_runs_as_a_program_and_documents_its_defaults() -> None:
     assert done.returncode == 0
     assert "--status" in done.stdout and "default: id" in done.stdout and "--format" in done.stdout
 
+
+
+def test_plot_writes_every_plot_and_an_empty_study_says_so(
+    done: Fixture, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = run(done, capsys, "plot", STUDY, "--out", str(tmp_path / "p"), "--format", "png", database=True)
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == sorted(
+        f"{n}.png" for n in ("progress", "best", "schedule", "lineage", "hyperparameters"))
+    assert all((tmp_path / "p" / f"{n}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in ("progress", "best"))
+    assert text.count("wrote ") == 5
+    text = run(done, capsys, "plot", EMPTY, "--out", str(tmp_path / "e"), "--plot", "lineage", "--format", "html")
+    assert "no completed trials yet" in text and (tmp_path / "e" / "lineage.html").is_file()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--plot", "pie"], "--plot: pie is not one of progress, best"),
+    (["--metric", "accuracy"], "--metric: 'accuracy' is not a metric of study toy (Q)"),
+    (["--top", "0"], "--top: must be at least 1"),
+])
+def test_plot_names_a_bad_option_and_writes_nothing(
+    done: Fixture, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], message: str
+) -> None:
+    assert done.cli("plot", STUDY, "--out", str(tmp_path / "p"), *argv) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "p").exists()
