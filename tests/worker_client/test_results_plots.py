@@ -150,9 +150,11 @@ def final(trial: Trial, metric: str) -> float:
 
 
 def test_every_plot_writes_a_png_and_an_offline_html_file(toy_run: Run, tmp_path: Path) -> None:
-    paths = write_plots(toy_run.study, toy_run.trials, tmp_path / "out")
-    assert paths == [tmp_path / "out" / f"{name}.{fmt}" for name in PLOTS for fmt in ("png", "html")]
-    for path in paths:
+    out = tmp_path / "out"
+    paths = write_plots(toy_run.study, toy_run.trials, out)
+    assert paths == [out / "plotly.min.js", *(out / f"{name}.{fmt}" for name in PLOTS for fmt in ("png", "html"))]
+    assert (out / "plotly.min.js").stat().st_size > 1_000_000  # plotly.js itself, once: works offline
+    for path in paths[1:]:
         data = path.read_bytes()
         if path.suffix == ".png":
             assert data.startswith(PNG_SIGNATURE)
@@ -160,11 +162,13 @@ def test_every_plot_writes_a_png_and_an_offline_html_file(toy_run: Run, tmp_path
             assert width >= 500 and height >= 300
         else:
             html = data.decode()
-            assert "Plotly.newPlot" in html and len(data) > 1_000_000  # plotly.js inlined: works offline
-    assert '"meta":"exploit"' in (tmp_path / "out" / "progress.html").read_text()
+            assert "Plotly.newPlot" in html and len(data) < 1_000_000
+            assert '<script charset="utf-8" src="plotly.min.js"></script>' in html and "cdn" not in html.lower()
+    assert '"meta":"exploit"' in (out / "progress.html").read_text()
     assert write_plots(toy_run.study, toy_run.trials, tmp_path, formats=["png"], names=["best"], prefix="toy-") == [
         tmp_path / "toy-best.png"
     ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "toy-best.png"]  # no plotly.js without HTML
 
 
 def test_progress_marks_every_exploit_at_the_copied_point(toy_run: Run) -> None:
@@ -292,7 +296,7 @@ def test_a_minimize_study_ranks_the_lowest_first_and_greys_what_has_no_metric(tm
     assert list(traces(hyperparameters, "hparam-optimizer-adam")[0].y) == [3, 4, 1]
     assert len(traces(hyperparameters, "hparam-momentum")[0].x) == 2
     assert hyperparameters.layout.yaxis.type == "log"
-    assert len(write_plots(run.study, run.trials, tmp_path)) == 2 * len(PLOTS)
+    assert len(write_plots(run.study, run.trials, tmp_path)) == 2 * len(PLOTS) + 1  # and plotly.min.js
 
 
 def test_another_metric_is_plotted_with_its_own_direction() -> None:

@@ -5,12 +5,15 @@ Every trial belongs to a *member*: a slot of the population, started by a genera
 continued by each child its trials initiate (`initiator_parent_trial_id`). A member's curve is the
 chain of its trials, each segment starting at the point it warm-started from, so an exploit shows
 as a jump to another member's curve.
+
+Titles, labels and colours are here too, shared by both backends; the lineage tree's layout is in
+`plot_lineage` (its names are importable from here).
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +29,11 @@ from pbt_service.core.types import (
     TrialStatus,
 )
 from worker_client.results.events import Event, event_of
+from worker_client.results.plot_lineage import Edge as Edge
+from worker_client.results.plot_lineage import LineageData as LineageData
+from worker_client.results.plot_lineage import Node as Node
+from worker_client.results.plot_lineage import lineage_tree as lineage_tree
+from worker_client.results.plot_lineage import value_range as value_range
 
 EMPTY_MESSAGE = "no completed trials yet"
 MEMBER_COLOURS = (
@@ -33,12 +41,32 @@ MEMBER_COLOURS = (
 )
 """matplotlib's tab10, so a member has the same colour in both backends; repeats past ten members."""
 MARKED_EVENTS = (Event.EXPLOIT, Event.EXPLORE, Event.RESTART)
+EVENT_LABELS = {
+    Event.EXPLOIT: "exploit: copied a better member",
+    Event.EXPLORE: "explore: new hyperparameters",
+    Event.RESTART: "restart: fresh line",
+}
+GREY = "#bbbbbb"
+"""Trials without a metric, and the completed trials behind the best-so-far line."""
+INSTALL_HINT = "pip install 'pbt-service[results]'"
+TITLES = {
+    "progress": "every member against training step",
+    "best": "best so far",
+    "schedule": "hyperparameter schedules of the {top} best trials",
+    "lineage": "lineage: who warm-started from whom",
+    "hyperparameters": "hyperparameters per generation",
+}
 
 Point = tuple[float, float]
 
 
 def member_colour(member: int) -> str:
     return MEMBER_COLOURS[member % len(MEMBER_COLOURS)]
+
+
+def missing_library(error: ImportError) -> ImportError:
+    """What drawing raises when matplotlib or plotly is not installed: it names the extra."""
+    return ImportError(f"plots need matplotlib and plotly ({error}); {INSTALL_HINT}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +95,12 @@ class PlotInput:
     def final_value(self, trial: Trial) -> float | None:
         """The metric a trial is judged by: its final measurement's, for completed trials only."""
         return self.value(trial.final_measurement) if trial.status is TrialStatus.COMPLETED else None
+
+
+def plot_title(inp: PlotInput, name: str, top: int) -> str:
+    """The title of plot `name` (the same in both backends)."""
+    goal = "lower" if inp.goal is Goal.MINIMIZE else "higher"
+    return f"{inp.study.name}: {TITLES[name].format(top=top)} ({inp.metric}, {goal} is better)"
 
 
 def prepare(study: Study, trials: Sequence[Trial], metric: str | None = None) -> PlotInput:
@@ -100,8 +134,13 @@ def _members(trials: Sequence[Trial]) -> dict[int, int]:
     return rows
 
 
+def _last_measurement(trial: Trial) -> Measurement | None:
+    """The final measurement, else the latest one."""
+    return trial.final_measurement or (max(trial.measurements, key=lambda m: m.step) if trial.measurements else None)
+
+
 def last_step(trial: Trial) -> int | None:
-    last = trial.final_measurement or (max(trial.measurements, key=lambda m: m.step) if trial.measurements else None)
+    last = _last_measurement(trial)
     return last.step if last is not None else None
 
 
@@ -118,7 +157,7 @@ def _end_point(inp: PlotInput, trial: Trial | None) -> Point | None:
     """Where a child of `trial` starts: its final (else last) measurement, when finite."""
     if trial is None:
         return None
-    last = trial.final_measurement or (max(trial.measurements, key=lambda m: m.step) if trial.measurements else None)
+    last = _last_measurement(trial)
     v = inp.value(last)
     return (float(last.step), v) if last is not None and v is not None else None
 
@@ -263,65 +302,6 @@ def parameters(inp: PlotInput, trials: Sequence[Mapping[str, ParamValue]]) -> li
 
 def numeric(value: ParamValue | None) -> float:
     return float(value) if isinstance(value, int | float) else math.nan
-
-
-# --- lineage: the warm-start tree ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Node:
-    trial_id: int
-    generation: int
-    y: float
-    value: float | None
-    """The final measurement's metric; None when diverged, failed, stopped or still running."""
-    status: TrialStatus
-
-
-@dataclass(frozen=True)
-class Edge:
-    child: int
-    parent: int
-    x: tuple[float, float]
-    y: tuple[float, float]
-    exploit: bool
-
-
-@dataclass(frozen=True)
-class LineageData:
-    nodes: tuple[Node, ...]
-    edges: tuple[Edge, ...]
-    best_id: int | None
-    members: int
-
-
-def lineage_tree(inp: PlotInput) -> LineageData:
-    """x = generation, y = member row (trials sharing a row and a generation — a failed child and
-    its replacement — spread within the row); an edge from every child to its parent."""
-    cells: dict[tuple[int, int], list[Trial]] = defaultdict(list)
-    for t in inp.trials:
-        cells[(t.generation, inp.members[t.id])].append(t)
-    y: dict[int, float] = {}
-    for (_, row), group in cells.items():
-        gap = min(0.3, 0.8 / len(group))
-        for k, t in enumerate(group):
-            y[t.id] = row + (k - (len(group) - 1) / 2) * gap
-    nodes = tuple(Node(t.id, t.generation, y[t.id], inp.final_value(t), t.status) for t in inp.trials)
-    edges = tuple(
-        Edge(t.id, p.id, (float(p.generation), float(t.generation)), (y[p.id], y[t.id]),
-             inp.members[p.id] != inp.members[t.id])
-        for t in inp.trials
-        if t.parent_trial_id is not None and (p := inp.by_id.get(t.parent_trial_id)) is not None
-    )
-    best_id = inp.ranking[0].id if inp.ranking else None
-    return LineageData(nodes, edges, best_id, max(inp.members.values(), default=-1) + 1)
-
-
-def value_range(values: Sequence[float | None]) -> tuple[float, float]:
-    finite = [v for v in values if v is not None]
-    if not finite:
-        return 0.0, 1.0
-    low, high = min(finite), max(finite)
-    return (low, high) if high > low else (low - 0.5, high + 0.5)
 
 
 # --- hyperparameters: their distribution per generation ------------------------------------------
