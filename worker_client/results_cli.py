@@ -42,9 +42,15 @@ from worker_client.loading import load_callable
 from worker_client.replay import ReplayError, SegmentResult, check_workdir, load_plan, replay, save_plan
 from worker_client.results.commands import QUERY_COMMANDS, add_query_commands, run_query
 from worker_client.results.schedules import format_schedule, format_value
-from worker_client.results.source import AccessDenied, ResultsSource, SourceUnavailable, open_source
+from worker_client.results.source import (
+    AccessDenied,
+    ResultsSource,
+    SourceUnavailable,
+    add_source_arguments,
+    open_source,
+    source_settings,
+)
 from worker_client.results.study_results import Results
-from worker_client.settings import ClientSettings, SettingsError, add_client_arguments, client_settings
 
 DEFAULT_SERVICE = "localhost:50051"
 RESULTS_RETRY_SECONDS = 10.0
@@ -56,11 +62,7 @@ def parser() -> argparse.ArgumentParser:
         prog="pbt-results", description=__doc__.splitlines()[0],
         epilog="\n".join(__doc__.splitlines()[2:]), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_client_arguments(root.add_argument_group(f"service (default {DEFAULT_SERVICE})"),
-                         retry_seconds=RESULTS_RETRY_SECONDS)
-    root.add_argument("--database-url", metavar="URL",
-                      help="read this database directly and read-only instead of asking the service "
-                      "(sqlite:///PATH or postgresql://USER@HOST/DB; queries, schedule and plan only)")
+    add_source_arguments(root, default_service=DEFAULT_SERVICE, retry_seconds=RESULTS_RETRY_SECONDS)
     commands = root.add_subparsers(dest="command", required=True)
     add_query_commands(commands)
     sched = commands.add_parser("schedule", help="a trial's lineage and hyperparameter schedule")
@@ -97,19 +99,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint."""
     ap = parser()
     args = ap.parse_args(argv)
-    try:
-        settings = client_settings(args, default_address=DEFAULT_SERVICE, retry_seconds=RESULTS_RETRY_SECONDS)
-    except SettingsError as error:
-        ap.error(str(error))
-    if args.database_url and args.command in SERVICE_ONLY:
+    settings = source_settings(ap, args, default_service=DEFAULT_SERVICE, retry_seconds=RESULTS_RETRY_SECONDS)
+    if settings is None and args.command in SERVICE_ONLY:
         ap.error(f"{args.command} changes the study: it needs the service (--service), not --database-url")
     try:
         if args.command == "replay":
             return replay_command(args.plan, args.trainer, args.evaluator, args.workdir, dry_run=args.dry_run)
-        if args.command in SERVICE_ONLY:
+        if settings is None:
+            results = Results(open_source(str(args.database_url)))
+        elif args.command in SERVICE_ONLY:
             with PbtClient(settings) as client:
                 return service_command(client, args)
-        with Results(_source(args.database_url, settings)) as results:
+        else:
+            results = Results(open_source(settings))
+        with results:
             if args.command in QUERY_COMMANDS:
                 print(run_query(results, args))
             elif args.command == "plan":
@@ -132,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             hint = " (the service refused the token: give the right one with --token or PBT_AUTH_TOKEN)"
         code = 2 if error.code() == grpc.StatusCode.NOT_FOUND else 1
-        return _fail(f"{settings.address}: {error.code().name}: {error.details()}{hint}", code)
+        where = settings.address if settings else args.database_url
+        return _fail(f"{where}: {error.code().name}: {error.details()}{hint}", code)
     except (ValueError, FileExistsError, ImportError) as error:
         return _fail(str(error), 2)
 
@@ -148,10 +152,6 @@ def service_command(client: PbtClient, args: argparse.Namespace) -> int:
         change = client.pause_study if args.command == "pause" else client.resume_study
         print(f"study {args.study}: {change(args.study).state.value}")
     return 0
-
-
-def _source(database_url: str | None, settings: ClientSettings) -> ResultsSource:
-    return open_source(database_url or settings)
 
 
 def _fail(message: str, code: int) -> int:

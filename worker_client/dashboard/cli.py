@@ -22,8 +22,8 @@ from types import FrameType
 
 from pbt_service.core.errors import PbtError
 from worker_client.results import AccessDenied, Results, SourceUnavailable, connect
-from worker_client.results.source import is_database_url
-from worker_client.settings import ClientSettings, SettingsError, add_client_arguments, client_settings
+from worker_client.results.source import add_source_arguments, source_settings
+from worker_client.settings import ClientSettings
 
 DEFAULT_SERVICE = "localhost:50051"
 DASHBOARD_RETRY_SECONDS = 5.0
@@ -65,11 +65,7 @@ def parser() -> argparse.ArgumentParser:
         prog="pbt-dashboard", description=__doc__.splitlines()[0],
         epilog="\n".join(__doc__.splitlines()[2:]), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_client_arguments(root.add_argument_group(f"service (default {DEFAULT_SERVICE})"),
-                         retry_seconds=DASHBOARD_RETRY_SECONDS)
-    root.add_argument("--database-url", metavar="URL",
-                      help="read a study database directly and read-only instead of the service "
-                      "(sqlite:///PATH, postgresql://USER@HOST/DB; needs the server extra's SQLAlchemy)")
+    add_source_arguments(root, default_service=DEFAULT_SERVICE, retry_seconds=DASHBOARD_RETRY_SECONDS)
     web = root.add_argument_group("web page")
     web.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
     web.add_argument("--port", type=_port, default=8080,
@@ -85,17 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     be opened, or the address cannot be bound."""
     ap = parser()
     args = ap.parse_args(argv)
-    settings: ClientSettings | None = None
-    if args.database_url is not None:
-        if args.service is not None:
-            ap.error("--database-url and --service: give one of them")
-        if not is_database_url(args.database_url):
-            ap.error(f"--database-url: not a database URL (sqlite:///PATH or postgresql://...): {args.database_url}")
-    else:
-        try:
-            settings = client_settings(args, default_address=DEFAULT_SERVICE, retry_seconds=DASHBOARD_RETRY_SECONDS)
-        except SettingsError as error:
-            ap.error(str(error))
+    settings = source_settings(ap, args, default_service=DEFAULT_SERVICE, retry_seconds=DASHBOARD_RETRY_SECONDS)
     try:
         import plotly  # noqa: F401 - the page's Plotly.js and figures come from it
         import uvicorn

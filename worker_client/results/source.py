@@ -7,6 +7,7 @@ the service refuses the token, `SourceUnavailable` when it cannot be reached.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol, TypeVar
@@ -16,7 +17,7 @@ import grpc
 from pbt_service.core.errors import NotFoundError, PbtError
 from pbt_service.core.types import LineageRecord, Study, Trial, TrialStatus
 from worker_client.client import PbtClient
-from worker_client.settings import ClientSettings
+from worker_client.settings import ClientSettings, SettingsError, add_client_arguments, client_settings
 
 R = TypeVar("R")
 DATABASE_SCHEMES = ("sqlite:", "postgresql:", "postgresql+psycopg2:", "postgres:")
@@ -152,3 +153,31 @@ def open_source(target: str | ClientSettings | PbtClient) -> ResultsSource:
     if isinstance(target, str) and is_database_url(target):
         return DatabaseSource(target)
     return ServiceSource(PbtClient(target))
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, *, default_service: str, retry_seconds: float) -> None:
+    """The connection flags every results reader takes (`pbt-results`, `pbt-dashboard`): the
+    client settings of every command, and `--database-url` to read a database instead."""
+    add_client_arguments(parser.add_argument_group(f"service (default {default_service})"),
+                         retry_seconds=retry_seconds)
+    parser.add_argument("--database-url", metavar="URL",
+                        help="read a study database directly and read-only instead of asking the service "
+                        "(sqlite:///PATH or postgresql://USER@HOST/DB; needs the server extra's SQLAlchemy)")
+
+
+def source_settings(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, *, default_service: str, retry_seconds: float
+) -> ClientSettings | None:
+    """The client settings, or None when `--database-url` is given instead. A bad combination or
+    value ends the command through `parser.error` (exit 2) naming the flag."""
+    if args.database_url is not None:
+        if args.service is not None:
+            parser.error("--database-url and --service: give one of them")
+        if not is_database_url(args.database_url):
+            parser.error(f"--database-url: not a database URL (sqlite:///PATH or postgresql://...): "
+                         f"{args.database_url}")
+        return None
+    try:
+        return client_settings(args, default_address=default_service, retry_seconds=retry_seconds)
+    except SettingsError as error:
+        parser.error(str(error))
