@@ -7,6 +7,7 @@ confirmed; a second run deletes nothing; a study without roots is collected only
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,9 +50,9 @@ def test_a_finished_study_keeps_only_its_best_finals(
         again = collect_garbage(client, "gc")
         after = client.list_trials("gc")
         capsys.readouterr()
-        assert results_main(["--service", service.address, "best", "gc", "--top", "2"]) == 0
-    shown = capsys.readouterr().out.splitlines()
-    assert "(checkpoint" not in shown[0] and "(checkpoint deleted: " in shown[1]
+        assert results_main(["--service", service.address, "best", "gc", "--top", "2", "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [row["checkpoint_state"] for row in shown] == ["present", "deleted"]
     (best,) = [
         t for t in after if t.final_measurement and t.final_measurement.checkpoint_state is CheckpointState.PRESENT
     ]
@@ -127,7 +128,7 @@ def test_pause_and_resume_commands(service: LocalService, capsys: pytest.Capture
         client.complete_trial(trial.id, "w")
         assert client.get_new_suggestion("p", "w").study_done
         assert results_main(["--service", service.address, "pause", "p"]) == 1
-        assert results_main(["--service", service.address, "pause", "missing"]) == 1
+        assert results_main(["--service", service.address, "pause", "missing"]) == 2  # unknown study: exit 2
     captured = capsys.readouterr()
     assert "study p: paused" in captured.out and "study p: active" in captured.out
     assert "FAILED_PRECONDITION" in captured.err and "done" in captured.err and "NOT_FOUND" in captured.err
