@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[server,examples,results]'
+# PYTHONWARNINGS: setuptools prints a warning box on every editable install of a flat layout.
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[server,examples,results]'
 exec .venv/bin/python -m examples.demo "$@"

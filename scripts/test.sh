@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything the tests need (a PostgreSQL server included) into .venv and runs them.
+# Installs everything the tests need (a PostgreSQL server included) into .venv and runs them; a
+# skipped test fails the run (tests/no_skips.py).
 # Usage: scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,5 +28,6 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[server,dev,examples,bench,results,dashboard]"
+# PYTHONWARNINGS: setuptools prints a warning box on every editable install of a flat layout.
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e ".[server,dev,examples,bench,results,dashboard]"
 exec .venv/bin/python -m pytest -q "$@"

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+pytest_plugins = ["tests.no_skips"]
+
 if TYPE_CHECKING:
     from pbt_service.store.sql_storage import SqlStorage
 
@@ -243,3 +245,4 @@ def storage(storage_url: str) -> Iterator[SqlStorage]:
         yield store
     finally:
         store.close()
+
