@@ -7,6 +7,12 @@ its hyperparameter schedule, and the study's plots (PNG and interactive HTML) un
     python -m examples.demo --example toy --population 10 --generations 20
     python -m examples.demo --example noisy_quadratic --population 10 --generations 40
 
+It first prints what the study tunes (the parameters mutated at every explore step, the frozen
+ones sampled once per lineage) and its objective. The progress bar's "best <objective>" is the
+best value any trial has reported so far (active trials included); it appears with the first
+measurement. The best trial at the end is the best final measurement of a completed trial by the
+study's comparison; equal ones go to the earliest trial.
+
 The study's checkpoints live under <workdir>/checkpoints, its checkpoint root; the workers delete
 the checkpoints no trial can need any more as they go (--no-collect-checkpoints keeps them all).
 """
@@ -16,15 +22,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import math
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from tqdm import tqdm
 
-from pbt_service.core.fitness import best_trials
 from pbt_service.local import LocalService
-from worker_client import CheckpointPolicy, PbtClient, StudyConfig, TrialStatus, run_workers
+from worker_client import (
+    CheckpointPolicy,
+    Comparison,
+    Goal,
+    Objective,
+    PbtClient,
+    StudyConfig,
+    Trial,
+    TrialStatus,
+    run_workers,
+)
 from worker_client.results import best, format_schedule, trial_schedule
 
 EXAMPLES = ("digits", "toy", "noisy_quadratic")
@@ -49,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         study = client.create_study(study_name, config, exist_ok=True)
         print(f"service on {service.address} ({database}); study {study.name}: population "
               f"{args.population}, {args.generations} generations, {args.workers} workers")
+        print(describe_search(study.config))
         workers = threading.Thread(
             target=run_workers,
             args=(service.address, study.name, problem.train, problem.evaluate, args.workers, checkpoints),
@@ -69,15 +87,45 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _show(client: PbtClient, study: str, config: StudyConfig, bar: tqdm) -> None:
-    trials = client.list_trials(study, with_measurements=False)
-    done = [t for t in trials if t.status is TrialStatus.COMPLETED]
+    trials = client.list_trials(study)
+    done = sum(t.status is TrialStatus.COMPLETED for t in trials)
     running = sum(t.status is TrialStatus.ACTIVE for t in trials)
-    bar.update(len(done) - bar.n)
-    top = best_trials(done, config.objectives, config.comparison)
-    metric = config.objectives[0].metric
-    score = top[0].final_measurement.metrics[metric] if top and top[0].final_measurement else float("nan")
-    bar.set_postfix({"generation": max((t.generation for t in trials), default=0), "running": running,
-                     f"best {metric}": f"{score:.4g}"})
+    bar.update(done - bar.n)
+    postfix: dict[str, object] = {"generation": max((t.generation for t in trials), default=0), "running": running}
+    objective = config.objectives[0]
+    score = best_measured(trials, objective)
+    if score is not None:  # no field at all until some trial has reported: never "nan"
+        postfix[f"best {objective.metric}"] = f"{score:.4g}"
+    bar.set_postfix(postfix)
+
+
+def best_measured(trials: Iterable[Trial], objective: Objective) -> float | None:
+    """The best finite value of `objective` in any measurement of any trial (active ones and
+    intermediate measurements included), so the bar has a number as soon as one is reported; None
+    before that. The final winner is picked among completed trials' final measurements only."""
+    values = [
+        value
+        for t in trials
+        for m in (*t.measurements, *((t.final_measurement,) if t.final_measurement else ()))
+        if objective.metric in m.metrics and math.isfinite(value := float(m.metrics[objective.metric]))
+    ]
+    if not values:
+        return None
+    return min(values) if objective.goal is Goal.MINIMIZE else max(values)
+
+
+def describe_search(config: StudyConfig) -> str:
+    """What the study tunes, in one line: the parameters mutated at every explore step, the frozen
+    ones (sampled once per lineage, then inherited unchanged), and the objectives."""
+    mutated = [p.name for p in config.parameters if not p.frozen]
+    frozen = [p.name for p in config.parameters if p.frozen]
+    text = f"tuning: {', '.join(mutated) or 'nothing'} (mutated at every explore step)"
+    if frozen:
+        text += f"; {', '.join(frozen)} (frozen: sampled once per lineage, inherited, never mutated)"
+    goals = [f"{o.goal.name.lower()} {o.metric}" for o in config.objectives]
+    if config.comparison is Comparison.PARETO and len(goals) > 1:
+        return f"{text}; objectives (Pareto): {' and '.join(goals)}"
+    return f"{text}; objective: {', then '.join(goals)}"
 
 
 def _report(client: PbtClient, study_name: str) -> None:
@@ -90,7 +138,7 @@ def _report(client: PbtClient, study_name: str) -> None:
     assert winner.final_measurement is not None
     fitness = ", ".join(f"{o.metric}={winner.final_measurement.metrics[o.metric]:.4g}" for o in study.config.objectives)
     others = ", ".join(
-        f"{name}={value:.4g}" for name, value in winner.final_measurement.metrics.items()
+        f"{name}={value:.4g}" for name, value in sorted(winner.final_measurement.metrics.items())
         if name not in {o.metric for o in study.config.objectives}
     )
     print(f"\nbest trial {winner.id} (generation {winner.generation}): fitness {fitness}"

@@ -1,9 +1,20 @@
 """A small MLP on the digits data set, trained on CPU with hyperparameters from PBT.
 
+The objective is the validation cross-entropy `loss` (MINIMIZE), not the validation accuracy:
+digits is easy, and on 359 validation images the accuracy stops improving (at 0.9861 or 0.9889)
+by generation 6–8 of the demo's 20, after which every later trial at best ties the earliest one
+that got there (`best_trials` keeps equal trials in their input order, so ties go to the earliest
+trial). The loss keeps separating models that classify equally often correctly but with different
+confidence, so ties practically never happen. Training adds Gaussian noise (σ 0.2, pixels in
+[0, 1]) to each minibatch: without it the MLP overfits the 1,079 training images and the
+validation loss turns up after 500–1,000 steps, so the best trial would again come from the
+middle of the run; with it the validation loss keeps falling, more so as PBT lowers the learning
+rate, and the winner comes from the last generations.
+
 `hidden_units` changes the first layer's width, so a child whose width differs from its parent's
 warm-starts with `partial_restore`: it inherits the layers that still fit (the paper's smart
-saver, §3.6.2) and the rest start fresh. `test_accuracy` is reported for honest comparison but
-is not an objective, so selection never sees the test set.
+saver, §3.6.2) and the rest start fresh. `accuracy` (validation) and `test_accuracy` are reported
+as well; neither is an objective, so selection never sees the test set.
 """
 
 from __future__ import annotations
@@ -43,7 +54,7 @@ def study_config(
     seed: int = 0,
     frozen: Collection[str] = ARCHITECTURE,
 ) -> StudyConfig:
-    """Maximize validation "accuracy" over the learning rate, optimizer, momentum (SGD only) and width.
+    """Minimize validation "loss" over the learning rate, optimizer, momentum (SGD only) and width.
 
     Parameters named in `frozen` are sampled once per lineage (and again only when a lineage
     starts fresh) and inherited unchanged. By default those are the ones that change the model's
@@ -70,7 +81,7 @@ def study_config(
         raise ValueError(f"frozen: unknown parameter(s) {sorted(unknown)}")
     return StudyConfig(
         parameters=tuple(replace(p, frozen=p.name in frozen) for p in parameters),
-        objectives=(Objective("accuracy", Goal.MAXIMIZE),),
+        objectives=(Objective("loss", Goal.MINIMIZE),),
         algorithm=AlgorithmConfig(
             population_size=population_size,
             max_generations=max_generations,
@@ -106,15 +117,17 @@ def build_optimizer(model: torch.nn.Module, hparams: Mapping[str, ParamValue]) -
 
 @dataclass(frozen=True)
 class DigitsMLP:
-    """Trainer and evaluator with their seeds and batch size.
+    """Trainer and evaluator with their seeds, batch size and training noise.
 
-    A trial's weight initialization and minibatches come from a torch generator keyed by
+    A trial's weight initialization, minibatches and input noise (`input_noise` × a standard
+    normal added to every training pixel; 0 turns it off) come from a torch generator keyed by
     (seed, trial id, first step), so reruns are reproducible and threads share no RNG.
     """
 
     seed: int = 0
     data_seed: int = 0
     batch_size: int = 32
+    input_noise: float = 0.2
 
     def generator(self, trial_id: int, step: int) -> torch.Generator:
         key = np.random.SeedSequence([self.seed, trial_id, step]).generate_state(1)[0]
@@ -134,8 +147,11 @@ class DigitsMLP:
         model.train()
         for _ in range(ctx.steps or STEPS_PER_TRIAL):
             batch = torch.randint(len(data.labels), (self.batch_size,), generator=generator)
+            features = data.features[batch]
+            if self.input_noise:
+                features = features + self.input_noise * torch.randn(features.shape, generator=generator)
             optimizer.zero_grad()
-            loss_fn(model(data.features[batch]), data.labels[batch]).backward()
+            loss_fn(model(features), data.labels[batch]).backward()
             optimizer.step()
             step += 1
             if ctx.should_stop():
@@ -143,7 +159,7 @@ class DigitsMLP:
         save_checkpoint(ctx.checkpoint_path(step), model, optimizer, step=step)
 
     def evaluate(self, ctx: TrialContext, checkpoint: Path) -> dict[str, float]:
-        """Validation accuracy (the objective) and loss; test accuracy for reporting only."""
+        """Validation loss (the objective) and accuracy; test accuracy for reporting only."""
         torch.set_num_threads(1)
         model = build_model(int(ctx.hparams["hidden_units"]))
         load_checkpoint(checkpoint, model)

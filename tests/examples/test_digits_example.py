@@ -13,6 +13,7 @@ pytest.importorskip("sklearn")
 from examples import digits  # noqa: E402
 from examples.digits.data import digits as digits_data  # noqa: E402
 from pbt_service.core.search_space import validate_config  # noqa: E402
+from worker_client import Goal, Objective  # noqa: E402
 from worker_client.context import checkpoint_step  # noqa: E402
 from worker_client.torch_checkpoint import partial_restore  # noqa: E402
 
@@ -26,7 +27,7 @@ def test_study_config_is_valid_and_momentum_is_conditional() -> None:
     by_name = {p.name: p for p in config.parameters}
     assert by_name["momentum"].condition is not None
     assert by_name["momentum"].condition.values == ("sgd",)
-    assert [o.metric for o in config.objectives] == ["accuracy"]
+    assert config.objectives == (Objective("loss", Goal.MINIMIZE),)  # continuous: no saturation, no ties
 
 
 def test_splits_are_disjoint_fixed_and_cover_the_data() -> None:
@@ -49,6 +50,14 @@ def test_warm_started_trials_reach_high_validation_accuracy(run_trial: RunTrial)
     assert accuracies[-1] > 0.8
     assert set(outcome.final_metrics) == {"accuracy", "loss", "test_accuracy"}
     assert 0.0 <= outcome.final_metrics["test_accuracy"] <= 1.0
+
+
+def test_training_noise_is_seeded_and_can_be_turned_off(run_trial: RunTrial) -> None:
+    noisy = [run_trial(digits.train, digits.evaluate, ADAM, steps=20, trial_id=7) for _ in range(2)]
+    clean = digits.DigitsMLP(input_noise=0.0)
+    plain = run_trial(clean.train, clean.evaluate, ADAM, steps=20, trial_id=7)
+    assert digits.DigitsMLP().input_noise > 0
+    assert noisy[0].final_metrics == noisy[1].final_metrics != plain.final_metrics
 
 
 def test_untrained_model_is_near_chance(run_trial: RunTrial) -> None:
