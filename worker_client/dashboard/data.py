@@ -16,7 +16,7 @@ from typing import Any
 
 from pbt_service.core.types import Goal, ParamValue, Trial, TrialStatus
 from worker_client.results import Results, StudyResults, StudySummary
-from worker_client.results.study_results import FINISHED
+from worker_client.results.summary import FINISHED
 
 RECENT_TRIALS = 10
 NOTHING_YET = "nothing yet: no trial has completed"

@@ -12,7 +12,8 @@ Example:
 from worker_client.results.events import Event, event_of
 from worker_client.results.schedules import best, format_schedule, format_value, trial_schedule
 from worker_client.results.source import AccessDenied, ResultsSource, ServiceSource, SourceUnavailable, open_source
-from worker_client.results.study_results import Lineage, Results, StudyResults, StudySummary, connect
+from worker_client.results.study_results import Lineage, Results, StudyResults, connect
+from worker_client.results.summary import StudySummary
 
 __all__ = [
     "AccessDenied", "Event", "Lineage", "Results", "ResultsSource", "ServiceSource", "SourceUnavailable",

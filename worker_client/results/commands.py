@@ -10,7 +10,8 @@ from typing import Any
 
 from pbt_service.core.types import Comparison, Trial
 from worker_client.results.rows import EXPORT_FORMATS, measurement_rows
-from worker_client.results.study_results import SORT_KEYS, Results, StudyResults, StudySummary
+from worker_client.results.study_results import SORT_KEYS, Results, StudyResults
+from worker_client.results.summary import StudySummary
 from worker_client.results.tables import FORMATS, render
 
 TRIAL_TABLE = ("trial_id", "generation", "status", "event", "worker_id", "parent_trial_id", "step")
