@@ -6,67 +6,29 @@ continued by each child its trials initiate (`initiator_parent_trial_id`). A mem
 chain of its trials, each segment starting at the point it warm-started from, so an exploit shows
 as a jump to another member's curve.
 
-Titles, labels and colours are here too, shared by both backends; the lineage tree's layout is in
-`plot_lineage` (its names are importable from here).
+Titles, labels and colours are in `plot_style`, the hyperparameter distributions in
+`plot_distributions`, and the lineage tree's layout in `plot_lineage` (its names are importable from
+here).
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pbt_service.core.fitness import best_trials
-from pbt_service.core.types import (
-    Goal,
-    Measurement,
-    ParameterSpec,
-    ParameterType,
-    ParamValue,
-    Study,
-    Trial,
-    TrialStatus,
-)
+from pbt_service.core.types import Goal, Measurement, ParamValue, Study, Trial, TrialStatus
 from worker_client.results.events import Event, event_of
 from worker_client.results.plot_lineage import Edge as Edge
 from worker_client.results.plot_lineage import LineageData as LineageData
 from worker_client.results.plot_lineage import Node as Node
 from worker_client.results.plot_lineage import lineage_tree as lineage_tree
 from worker_client.results.plot_lineage import value_range as value_range
+from worker_client.results.plot_style import MARKED_EVENTS
 
 EMPTY_MESSAGE = "no completed trials yet"
-MEMBER_COLOURS = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-)
-"""matplotlib's tab10, so a member has the same colour in both backends; repeats past ten members."""
-MARKED_EVENTS = (Event.EXPLOIT, Event.EXPLORE, Event.RESTART)
-EVENT_LABELS = {
-    Event.EXPLOIT: "exploit: copied a better member",
-    Event.EXPLORE: "explore: new hyperparameters",
-    Event.RESTART: "restart: fresh line",
-}
-GREY = "#bbbbbb"
-"""Trials without a metric, and the completed trials behind the best-so-far line."""
-INSTALL_HINT = "pip install 'pbt-service[results]'"
-TITLES = {
-    "progress": "every member against training step",
-    "best": "best so far",
-    "schedule": "hyperparameter schedules of the {top} best trials",
-    "lineage": "lineage: who warm-started from whom",
-    "hyperparameters": "hyperparameters per generation",
-}
-
 Point = tuple[float, float]
-
-
-def member_colour(member: int) -> str:
-    return MEMBER_COLOURS[member % len(MEMBER_COLOURS)]
-
-
-def missing_library(error: ImportError) -> ImportError:
-    """What drawing raises when matplotlib or plotly is not installed: it names the extra."""
-    return ImportError(f"plots need matplotlib and plotly ({error}); {INSTALL_HINT}")
 
 
 @dataclass(frozen=True)
@@ -95,12 +57,6 @@ class PlotInput:
     def final_value(self, trial: Trial) -> float | None:
         """The metric a trial is judged by: its final measurement's, for completed trials only."""
         return self.value(trial.final_measurement) if trial.status is TrialStatus.COMPLETED else None
-
-
-def plot_title(inp: PlotInput, name: str, top: int) -> str:
-    """The title of plot `name` (the same in both backends)."""
-    goal = "lower" if inp.goal is Goal.MINIMIZE else "higher"
-    return f"{inp.study.name}: {TITLES[name].format(top=top)} ({inp.metric}, {goal} is better)"
 
 
 def prepare(study: Study, trials: Sequence[Trial], metric: str | None = None) -> PlotInput:
@@ -292,59 +248,3 @@ def schedules(inp: PlotInput, top: int) -> tuple[ScheduleLine, ...]:
             steps.append(max(steps[-1], last_step(t) or steps[-1]))
         lines.append(ScheduleLine(trial.id, rank, tuple(steps), tuple(dict(t.hparams) for t in chain)))
     return tuple(lines)
-
-
-def parameters(inp: PlotInput, trials: Sequence[Mapping[str, ParamValue]]) -> list[ParameterSpec]:
-    """The study's parameters that any of these hyperparameter sets has, in config order."""
-    used = {name for h in trials for name in h}
-    return [p for p in inp.study.config.parameters if p.name in used]
-
-
-def numeric(value: ParamValue | None) -> float:
-    return float(value) if isinstance(value, int | float) else math.nan
-
-
-# --- hyperparameters: their distribution per generation ------------------------------------------
-
-@dataclass(frozen=True)
-class Distribution:
-    """Numeric parameters: (jittered generation, value, trial id) points and each generation's
-    median; categorical ones: per category, the count in each of `generations`."""
-
-    spec: ParameterSpec
-    generations: tuple[int, ...]
-    points: tuple[tuple[float, float, int], ...] = ()
-    medians: tuple[float, ...] = ()
-    counts: Mapping[str, tuple[int, ...]] | None = None
-
-
-def distributions(inp: PlotInput) -> tuple[Distribution, ...]:
-    """Every trial's hyperparameters (running ones too: they are known at creation), per
-    parameter. Jitter is an even spread within the generation, so the figures are reproducible."""
-    generations = tuple(sorted({t.generation for t in inp.trials}))
-    out = []
-    for spec in parameters(inp, [t.hparams for t in inp.trials]):
-        having = [t for t in inp.trials if spec.name in t.hparams]
-        if spec.type is ParameterType.CATEGORICAL:
-            counted = Counter((t.generation, str(t.hparams[spec.name])) for t in having)
-            names = [str(v) for v in spec.values] or sorted({c for _, c in counted})
-            counts = {c: tuple(counted[(g, c)] for g in generations) for c in names}
-            out.append(Distribution(spec, generations, counts=counts))
-            continue
-        points, medians = [], []
-        for g in generations:
-            group = [t for t in having if t.generation == g]
-            values = sorted(numeric(t.hparams[spec.name]) for t in group)
-            medians.append(_median(values))
-            for k, t in enumerate(group):
-                jitter = 0.0 if len(group) == 1 else -0.3 + 0.6 * k / (len(group) - 1)
-                points.append((g + jitter, numeric(t.hparams[spec.name]), t.id))
-        out.append(Distribution(spec, generations, tuple(points), tuple(medians)))
-    return tuple(out)
-
-
-def _median(values: Sequence[float]) -> float:
-    if not values:
-        return math.nan
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2

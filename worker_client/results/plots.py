@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pbt_service.core.types import Study, Trial
 from worker_client.atomic import write_atomically, write_bytes_atomically
 from worker_client.results import plots_matplotlib, plots_plotly
-from worker_client.results.plot_data import INSTALL_HINT, prepare
+from worker_client.results.plot_data import prepare
+from worker_client.results.plot_style import INSTALL_HINT
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

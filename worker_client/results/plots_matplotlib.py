@@ -12,21 +12,21 @@ from pbt_service.core.types import Goal, ParameterType, Scale
 from worker_client.results.events import Event
 from worker_client.results.plot_data import (
     EMPTY_MESSAGE,
-    EVENT_LABELS,
-    GREY,
-    MARKED_EVENTS,
     PlotInput,
     best_so_far,
-    distributions,
     lineage_tree,
-    member_colour,
-    missing_library,
-    numeric,
-    parameters,
-    plot_title,
     progress,
     schedules,
     value_range,
+)
+from worker_client.results.plot_distributions import distributions, numeric, parameters
+from worker_client.results.plot_style import (
+    EVENT_LABELS,
+    GREY,
+    MARKED_EVENTS,
+    member_colour,
+    missing_library,
+    plot_title,
 )
 
 if TYPE_CHECKING:
