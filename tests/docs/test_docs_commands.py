@@ -20,7 +20,17 @@ from functools import partial
 import pytest
 
 from pbt_service import cli as service_cli
-from tests.docs.doc_blocks import CONSOLE, PROSE, ROOT, SHELL, Block, all_blocks, read_blocks, shell_commands
+from tests.docs.doc_blocks import (
+    CONSOLE,
+    PROSE,
+    ROOT,
+    SHELL,
+    Block,
+    all_blocks,
+    doc_files,
+    read_blocks,
+    shell_commands,
+)
 from worker_client import cli as worker_cli
 from worker_client import results_cli
 from worker_client.dashboard import cli as dashboard_cli
@@ -42,6 +52,10 @@ PREFIXES = frozenset({"time", "exec"})
 class Invocation:
     where: str
     argv: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    """The `VAR=value` words before the command."""
+    exact: bool = True
+    """A command to parse as is; False for a synopsis (`[--save F]`, `S`, `DIR`): only its flags are looked up."""
 
 
 def invocations(block: Block) -> Iterator[Invocation]:
@@ -63,11 +77,25 @@ def invocations(block: Block) -> Iterator[Invocation]:
         yield from _command(f"{block.doc}:{line}", argv)
 
 
-def _command(where: str, argv: list[str]) -> Iterator[Invocation]:
+def _command(where: str, argv: list[str], *, exact: bool = True) -> Iterator[Invocation]:
+    env: list[str] = []
     while argv and (re.match(r"^\w+=", argv[0]) or argv[0] in PREFIXES):
+        env += argv[:1] if "=" in argv[0] else []
         argv = argv[1:]
     if argv:
-        yield Invocation(where, tuple(argv))
+        yield Invocation(where, tuple(argv), tuple(env), exact)
+
+
+def inline_commands(doc: str) -> Iterator[Invocation]:
+    """Commands quoted in the prose and tables (`pbt-results trial 123`, `python -m examples.demo`),
+    as synopses: placeholders and `[optional]` parts allowed."""
+    fenced = {n for b in read_blocks(doc) for n in range(b.line, b.line + b.text.count("\n") + 2)}
+    for number, line in enumerate((ROOT / doc).read_text().splitlines(), start=1):
+        if number in fenced:
+            continue
+        for span in re.findall(r"`([^`]+)`", line):
+            words = re.sub(r"\\\||[\[\]]|\.\.\.", " ", span).split()
+            yield from _command(f"{doc}:{number}", words, exact=False)
 
 
 def saved_files() -> dict[str, str]:
@@ -119,12 +147,25 @@ def parse(parser: argparse.ArgumentParser, argv: tuple[str, ...]) -> str | None:
     return None
 
 
+def unknown_options(program: str, words: tuple[str, ...]) -> list[str]:
+    """The `--flags` among `words` that neither the program nor the subcommand named in `words` has."""
+    parsers = [PROGRAMS[program]()]
+    for action in parsers[0]._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers += [action.choices[w] for w in words if w in action.choices][:1]
+    known = {o for p in parsers for a in p._actions for o in a.option_strings}
+    return [w for w in words if w.startswith("--") and w.split("=")[0] not in known]
+
+
 def check(invocation: Invocation) -> list[str]:
     """What is wrong with one documented command (nothing for programs that are not this project's)."""
     argv, where = invocation.argv, invocation.where
     shown = f"{where}: {shlex.join(argv)}\n    "
     if argv[0] in PROGRAMS:
         options, command = worker_cli.split_command(argv[1:]) if argv[0] == "pbt-worker" else (list(argv[1:]), [])
+        if not invocation.exact:
+            unknown = unknown_options(argv[0], tuple(options))
+            return [shown + f"no option {', '.join(unknown)}"] if unknown else []
         problem = parse(PROGRAMS[argv[0]](), tuple(options))
         found = [shown + problem] if problem else []
         if argv[0] == "pbt-worker":
@@ -132,7 +173,8 @@ def check(invocation: Invocation) -> list[str]:
             for nested in ([command] if command else []) + ([shlex.split(evaluator)] if evaluator else []):
                 found += check(Invocation(where, tuple(nested)))
         return found
-    if argv[0] not in PYTHONS:
+    runs_code = len(argv) > 1 and (argv[1] == "-m" or argv[1].endswith(".py"))
+    if argv[0] not in PYTHONS or (not invocation.exact and not runs_code):
         return []
     try:
         found_source = python_source(argv)
@@ -141,6 +183,10 @@ def check(invocation: Invocation) -> list[str]:
     if found_source is None:
         return []
     name, source, rest = found_source
+    if argv[1] != "-m" and re.search(r"^(from|import) (examples|benchmarks)\b", source, re.M) and (
+            "PYTHONPATH=." not in invocation.env):
+        return [shown + f"{name} imports the repository's packages, which a script run by path cannot see: "
+                "write `PYTHONPATH=. python ...` (or python -m)"]
     if "Job(" in source and ".main(" in source:
         problem = parse(JOB(), rest)
         return [shown + problem] if problem else []
@@ -153,18 +199,8 @@ def usage_problems(block: Block) -> list[str]:
     """`usage: PROGRAM ...` lines of text blocks: each `--flag` exists for the program and subcommand."""
     found: list[str] = []
     for number, line in enumerate(block.text.splitlines(), start=block.line + 1):
-        if not line.startswith("usage: "):
-            continue
-        words = re.sub(r"[\[\]]", " ", line.removeprefix("usage: ")).split()
-        if words[0] not in PROGRAMS:
-            continue
-        parsers = [PROGRAMS[words[0]]()]
-        for action in parsers[0]._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                parsers += [action.choices[w] for w in words[1:] if w in action.choices][:1]
-        known = {o for p in parsers for a in p._actions for o in a.option_strings}
-        unknown = [w for w in words if w.startswith("--") and w not in known]
-        if unknown:
+        words = tuple(re.sub(r"[\[\]]", " ", line.removeprefix("usage: ")).split())
+        if line.startswith("usage: ") and words[0] in PROGRAMS and (unknown := unknown_options(words[0], words)):
             found.append(f"{block.doc}:{number}: {line}\n    no option {', '.join(unknown)}")
     return found
 
@@ -176,6 +212,11 @@ def documented_invocations() -> list[Invocation]:
 def test_every_documented_command_parses() -> None:
     found = [p for i in documented_invocations() for p in check(i)]
     found += [p for b in all_blocks() if b.language in PROSE for p in usage_problems(b)]
+    assert not found, "\n".join(found)
+
+
+def test_every_command_quoted_in_the_prose_has_the_options_it_shows() -> None:
+    found = [p for doc in doc_files() for i in inline_commands(doc) for p in check(i)]
     assert not found, "\n".join(found)
 
 
@@ -191,6 +232,7 @@ def test_the_check_sees_every_program_of_the_project() -> None:
     ("pbt-worker --service x --study s -- python examples/legacy/train.py --rate {lr}\n", "has no option --rate"),
     ("PYTHONPATH=. python benchmarks/noisy_quadratic_vs_grid.py --seed 3 > out.txt\n", "has no option --seed"),
     ("python -m examples.nothing\n", "no such module"),
+    ("python benchmarks/noisy_quadratic_vs_grid.py --seeds 1\n", "write `PYTHONPATH=. python"),
 ])
 def test_a_renamed_flag_or_subcommand_is_caught(text: str, expected: str) -> None:
     block = read_blocks("fake.md", f"```bash\n{text}```\n")[0]
