@@ -5,7 +5,15 @@ placeholders a reader fills in filled in (`SUBSTITUTIONS`).
 
 Servers: a command line that starts `pbt-service serve` or `pbt-dashboard` (after `VAR=value`s)
 runs in the background (a trailing `&` is the same) until its port answers; the rest of the block
-runs; then it gets SIGTERM and must exit 0. It must name its `--port`.
+runs; then it gets SIGTERM and must exit 0. It must name its `--port`. A block that serves the
+docs' port 50051 itself gets a port of its own, so that it does not meet the test's service.
+
+`pip` is tests/docs/pip_stand_in.py: a documented `pip install '.[EXTRAS]'` is checked (the extras
+exist), not run, since the venv is shared and has every extra already.
+
+A failing block stops its file: the Failure names the markdown line of the command that failed
+(from bash's ERR trap, a transcript's exit check, or the traceback of a snippet, whose line numbers
+are the file's), the command, and the end of its stderr and stdout.
 """
 
 from __future__ import annotations
