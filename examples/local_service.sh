@@ -19,7 +19,8 @@ start_local_service() {
 # Prints the best trial of study $1 and its hyperparameter schedule.
 show_best() {
   local results=("$PYTHON" -m worker_client.results_cli --service "127.0.0.1:$PORT") best
-  best=$("${results[@]}" best "$1" --top 1)
-  echo "best: $best"
-  "${results[@]}" schedule "$(echo "$best" | awk '{print $2}')"
+  "${results[@]}" best "$1" --top 1
+  # The CSV's first column is the trial id; its second line is the best trial.
+  best=$("${results[@]}" best "$1" --top 1 --format csv | awk -F, 'NR == 2 {print $1}')
+  "${results[@]}" schedule "$best"
 }

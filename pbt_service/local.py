@@ -14,7 +14,9 @@ from pbt_service.server import RunningServer, ServerSettings, create_server
 
 
 class LocalService:
-    """Starts the real gRPC server on 127.0.0.1:<free port>; stops it on exit."""
+    """Starts the real gRPC server on 127.0.0.1:<free port>; stops it on exit. It imports PB2's
+    scikit-learn before serving (a second or two, once per process) rather than in a thread beside
+    the host program's own imports."""
 
     def __init__(
         self,
@@ -40,7 +42,7 @@ class LocalService:
         return f"127.0.0.1:{self._running.port}"
 
     def __enter__(self) -> LocalService:
-        self._running = create_server(self.settings)
+        self._running = create_server(self.settings, warm_up_in_background=False)
         return self
 
     def __exit__(

@@ -90,9 +90,16 @@ def _warn_if_exposed(settings: ServerSettings, port: int) -> None:
 
 
 def create_server(
-    settings: ServerSettings, storage: Storage | None = None, clock: Callable[[], datetime] | None = None
+    settings: ServerSettings,
+    storage: Storage | None = None,
+    clock: Callable[[], datetime] | None = None,
+    *,
+    warm_up_in_background: bool = True,
 ) -> RunningServer:
-    """Builds and starts a server; the caller owns `stop()`.
+    """Builds and starts a server; the caller owns `stop()`. `warm_up_in_background=False`
+    imports PB2's scikit-learn before starting instead: for a server inside a program that imports
+    modules of its own meanwhile (`LocalService`), where two threads importing the same packages
+    (plotly and scikit-learn both import narwhals) can deadlock in Python's import locks.
 
     Example:
         running = create_server(ServerSettings(database_url="sqlite:///pbt.db", port=0))
@@ -100,7 +107,10 @@ def create_server(
     """
     # scikit-learn's import takes seconds: done beside start-up, so the server is serving at once and
     # (unless a PB2 suggestion arrives within those seconds) the import never runs inside one.
-    threading.Thread(target=pb2.warm_up, name="pb2-warm-up", daemon=True).start()
+    if warm_up_in_background:
+        threading.Thread(target=pb2.warm_up, name="pb2-warm-up", daemon=True).start()
+    else:
+        pb2.warm_up()
     # A connection per RPC thread: a call never waits for the pool, only for the database.
     storage = storage or SqlStorage.from_url(
         settings.database_url, StorageSettings(pool_size=settings.max_workers, max_overflow=2)
