@@ -14,6 +14,7 @@ import enum
 import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -28,6 +29,8 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import StaticPool
+
+from pbt_service.store.errors import DatabaseConfigError
 
 TRANSIENT_SQLSTATES = ("08", "40", "53", "57", "58", "55P03", "25P03")
 """PostgreSQL SQLSTATEs (classes or codes) worth retrying: connection exceptions, serialization
@@ -184,6 +187,15 @@ def _postgres_connect_args(url: URL, settings: StorageSettings) -> dict[str, Any
 
 
 def _sqlite_engine(url: URL, settings: StorageSettings) -> Engine:
+    """Raises DatabaseConfigError when the file's directory does not exist: SQLite would only say
+    "unable to open database file", which reads like a permissions or network problem."""
+    if not is_sqlite_memory(url):
+        folder = Path(str(url.database)).expanduser().absolute().parent
+        if not folder.is_dir():
+            raise DatabaseConfigError(
+                f"database {shown_url(url)}: the directory {folder} does not exist; create it first "
+                f"(mkdir -p {folder})"
+            )
     connect_args: dict[str, Any] = {"timeout": settings.sqlite_busy_timeout_s, "check_same_thread": False}
     if is_sqlite_memory(url):
         # One shared connection: every session sees the same in-memory database.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pbt_service.cli import parser
 from tests.service.conftest import simple_config
+from tests.worker_client.conftest import ROOT
 from worker_client import PbtClient
 
 
@@ -59,3 +60,15 @@ def test_bad_flags_are_rejected_before_serving() -> None:
 def test_serve_binds_loopback_unless_told_otherwise() -> None:
     assert parser().parse_args(["serve"]).host == "127.0.0.1"
     assert parser().parse_args(["serve", "--host", "0.0.0.0"]).host == "0.0.0.0"
+
+
+def test_a_missing_database_directory_is_named_and_nothing_is_created(tmp_path: Path) -> None:
+    missing = tmp_path / "runs" / "legacy"
+    for command in (["serve", "--port", "0"], ["migrate"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "pbt_service.cli", *command, "--database-url", f"sqlite:///{missing}/pbt.db"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )
+        assert done.returncode == 2, done.stderr
+        assert f"the directory {missing} does not exist; create it first (mkdir -p {missing})" in done.stderr
+        assert "Traceback" not in done.stderr and not (tmp_path / "runs").exists()
