@@ -159,16 +159,17 @@ def _plot(client: PbtClient, study_name: str, directory: Path, database: str) ->
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--population", type=int, default=10)
-    parser.add_argument("--generations", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=4, help="local worker threads (default %(default)s)")
+    parser.add_argument("--population", type=int, default=10, help="population size (default %(default)s)")
+    parser.add_argument("--generations", type=int, default=20, help="generations (default %(default)s)")
     parser.add_argument("--example", choices=EXAMPLES, default="digits", help="what to train (default %(default)s)")
     parser.add_argument("--steps", type=int, default=0, help="training steps per trial (default: the example's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the study's seed (default %(default)s)")
     parser.add_argument("--freeze", default=None,
                         help="comma-separated parameters never mutated (default: the example's; digits freezes "
                              "hidden_units,optimizer; '' mutates all)")
-    parser.add_argument("--workdir", default="runs/demo", help="database and checkpoints go here")
+    parser.add_argument("--workdir", default="runs/demo",
+                        help="database, checkpoints and plots go here (default %(default)s)")
     parser.add_argument("--database-url", default=None, help="default: sqlite:///<workdir>/pbt.db")
     parser.add_argument("--study", default=None, help="study name (default: <example>-<time>)")
     parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,

@@ -46,9 +46,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-after-seconds", type=_positive, default=1.0,
                      help="wait a worker is told when nothing can be suggested (default %(default)s)")
     run.add_argument("--grace-seconds", type=float, default=10.0, help="shutdown grace (default %(default)s)")
-    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                     help="default %(default)s")
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
-    migrate.add_argument("--database-url", default=os.environ.get("PBT_DATABASE_URL", DEFAULT_DATABASE))
+    migrate.add_argument("--database-url", default=os.environ.get("PBT_DATABASE_URL", DEFAULT_DATABASE),
+                         help="SQLAlchemy URL (env PBT_DATABASE_URL); default %(default)s")
     return root
 
 

@@ -11,7 +11,7 @@ Examples:
     pbt-results --service localhost:50051 lineage 123
     pbt-results --service localhost:50051 export digits --out digits-export --format csv --format parquet
     pbt-results --service localhost:50051 plot digits --out digits-plots
-    pbt-results --database-url sqlite:///runs/demo/pbt.db best digits     # read-only, no service
+    pbt-results --database-url sqlite:///runs/demo/pbt.db studies          # read-only, no service
     pbt-results --service localhost:50051 schedule 123 --save best-schedule.json
     pbt-results --service localhost:50051 plan 121 122 123 --save ensemble.json
     pbt-results replay ensemble.json --trainer examples.digits:train --evaluator examples.digits:evaluate --dry-run
@@ -86,7 +86,8 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("plan", type=Path, help="a file written by `plan --save` or `schedule --save`")
     rep.add_argument("--trainer", required=True, help="package.module:function")
     rep.add_argument("--evaluator", required=True, help="package.module:function")
-    rep.add_argument("--workdir", type=Path, default=Path("replay"), help="must not hold a replay yet")
+    rep.add_argument("--workdir", type=Path, default=Path("replay"),
+                     help="where the replayed models go; must not hold a replay yet (default: replay)")
     rep.add_argument("--dry-run", action="store_true",
                      help="print the plan and check the trainer, evaluator and workdir; train nothing")
     return root

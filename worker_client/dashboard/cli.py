@@ -28,7 +28,7 @@ from worker_client.settings import ClientSettings
 DEFAULT_SERVICE = "localhost:50051"
 DASHBOARD_RETRY_SECONDS = 5.0
 """A page waits this long for an unreachable service before saying so, rather than a worker's 30 s."""
-INSTALL_HINT = "pip install 'pbt-service[dashboard]'"
+INSTALL_HINT = "pip install 'pbt-service[dashboard]' (from a clone: pip install '.[dashboard]')"
 
 
 class Terminated(Exception):

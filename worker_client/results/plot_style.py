@@ -25,7 +25,7 @@ EVENT_LABELS = {
 }
 GREY = "#bbbbbb"
 """Trials without a metric, and the completed trials behind the best-so-far line."""
-INSTALL_HINT = "pip install 'pbt-service[results]'"
+INSTALL_HINT = "pip install 'pbt-service[results]' (from a clone: pip install '.[results]')"
 TITLES = {
     "progress": "every member against training step",
     "best": "best so far",
