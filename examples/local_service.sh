@@ -1,5 +1,18 @@
-# Sourced by the examples' run.sh: a PBT service on a local SQLite file, and the result at the end.
-# Needs PYTHON, PORT and RUNS set.
+# Sourced by the examples' run.sh: the Python to use, a PBT service on a local SQLite file, and the
+# result at the end. Needs PORT and RUNS set; call choose_python first.
+
+# Sets PYTHON, when unset, to the project's .venv (where scripts/demo.sh and scripts/test.sh install
+# it) or else python3, and stops with what to do when the project is not installed for it.
+choose_python() {
+  if [ -z "${PYTHON:-}" ]; then
+    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+  fi
+  if ! "$PYTHON" -c "import grpc, sqlalchemy, pbt_service, worker_client" 2>/dev/null; then
+    echo "$0: the project is not installed for $PYTHON: run scripts/demo.sh once (it installs into .venv)," \
+      "or pip install -e '.[server]', or set PYTHON=/path/to/python" >&2
+    exit 1
+  fi
+}
 
 # Starts the service in the background on $RUNS/pbt.db and waits until its port answers; the
 # service is stopped when the calling script exits. Fails with the service's log if it dies.

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The legacy example end to end: a PBT service on a local SQLite file, two pbt-worker processes
 # driving the unchanged train.py/evaluate.py, then the best trial and its schedule.
-# Usage (from anywhere, with the project installed: pip install -e .):
-#   bash examples/legacy/run.sh            # PYTHON=.venv/bin/python PORT=50061 RUNS=runs/legacy
+# Usage (from anywhere, with the project installed: scripts/demo.sh or pip install -e '.[server]'):
+#   bash examples/legacy/run.sh            # PYTHON=(.venv/bin/python if it exists) PORT=50061 RUNS=runs/legacy
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PYTHON=${PYTHON:-python3}
+source examples/local_service.sh
+choose_python
 PORT=${PORT:-50061}
 RUNS=${RUNS:-runs/legacy}
 STUDY=${STUDY:-legacy-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RUNS"
 
-source examples/local_service.sh
 start_local_service
 
 workers=()
