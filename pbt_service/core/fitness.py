@@ -76,6 +76,17 @@ def best_trials(
     return [scored[i][0] for i in order]
 
 
+def pareto_front(trials: Iterable[Trial], objectives: Sequence[Objective]) -> list[Trial]:
+    """The completed, non-diverged trials no other such trial dominates, in input order."""
+    scored = [
+        (t, f)
+        for t in trials
+        if t.status is TrialStatus.COMPLETED and (f := fitness(t.final_measurement, objectives)) is not None
+    ]
+    fronts = _pareto_fronts([f for _, f in scored])
+    return [t for (t, _), front in zip(scored, fronts, strict=True) if front == 0]
+
+
 def _pareto_fronts(points: list[Fitness]) -> list[int]:
     """Front index of each point: 0 if nothing dominates it, k if only fronts < k do."""
     front = [0] * len(points)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pbt_service.core.fitness import best_trials, compare, fitness
+from pbt_service.core.fitness import best_trials, compare, fitness, pareto_front
 from pbt_service.core.types import Comparison, Goal, Measurement, Objective, Trial, TrialStatus
 
 LEX, PARETO = Comparison.LEXICOGRAPHIC, Comparison.PARETO
@@ -108,6 +108,19 @@ def test_best_trials_pareto_puts_non_dominated_first() -> None:
     ]
     assert [t.id for t in best_trials(trials, [A, B], LEX)] == [4, 3, 2, 1]
     assert [t.id for t in best_trials(trials, [A, B], PARETO)] == [4, 2, 3, 1]
+
+
+def test_pareto_front_is_the_undominated_completed_trials_in_input_order() -> None:
+    trials = [
+        trial(1, a=1, b=1),  # dominated by 2
+        trial(2, a=2, b=2),
+        trial(3, a=2.5, b=-1),  # dominated by 4
+        trial(4, a=3, b=0),
+        trial(5, a=math.nan, b=9),  # diverged: never on the front
+        trial(6, TrialStatus.ACTIVE, a=9, b=9),  # not finished
+    ]
+    assert [t.id for t in pareto_front(trials, [A, B])] == [2, 4]
+    assert pareto_front([], [A, B]) == []
 
 
 def test_best_trials_of_nothing_is_empty() -> None:

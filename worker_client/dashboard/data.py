@@ -11,21 +11,15 @@ import math
 import threading
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from pbt_service.core.types import Goal, ParamValue, Trial, TrialStatus
 from worker_client.results import Results, StudyResults, StudySummary
+from worker_client.results.rows import finite, iso_time
 from worker_client.results.summary import FINISHED
 
 RECENT_TRIALS = 10
 NOTHING_YET = "nothing yet: no trial has completed"
-
-
-def finite(value: float | None) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def metrics_json(metrics: Mapping[str, float]) -> dict[str, float | None]:
@@ -34,10 +28,6 @@ def metrics_json(metrics: Mapping[str, float]) -> dict[str, float | None]:
 
 def params_json(hparams: Mapping[str, ParamValue]) -> dict[str, Any]:
     return {name: finite(v) if isinstance(v, float) else v for name, v in sorted(hparams.items())}
-
-
-def when(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
 
 
 def summary_json(summary: StudySummary) -> dict[str, Any]:
@@ -49,7 +39,7 @@ def summary_json(summary: StudySummary) -> dict[str, Any]:
         "generations_completed": summary.generations_completed, "progress": summary.progress,
         "best_trial_id": summary.best_trial_id, "best_metrics": metrics_json(summary.best_metrics),
         "active_workers": list(summary.active_workers), "objectives": list(summary.objectives),
-        "create_time": when(summary.create_time),
+        "create_time": iso_time(summary.create_time),
     }  # fmt: skip
 
 
@@ -72,7 +62,7 @@ def study_json(study: StudyResults) -> dict[str, Any]:
             {"trial_id": t.id, "generation": t.generation, "status": t.status.value, "worker_id": t.worker_id,
              "event": events[t.id].value, "metrics": metrics_json(t.final_measurement.metrics
                                                                   if t.final_measurement else {}),
-             "hparams": params_json(t.hparams), "end_time": when(t.end_time)}
+             "hparams": params_json(t.hparams), "end_time": iso_time(t.end_time)}
             for t in finished[:RECENT_TRIALS]
         ],  # fmt: skip
         "empty": completed == 0,
@@ -94,7 +84,7 @@ def best_series(study: StudyResults) -> list[dict[str, Any]]:
         if value is not None and (best is None or sign * value > sign * best[0]):
             best = (value, trial.id)
         if best is not None:
-            series.append({"completed": count, "end_time": when(trial.end_time), "value": best[0],
+            series.append({"completed": count, "end_time": iso_time(trial.end_time), "value": best[0],
                            "trial_id": best[1]})
     return series
 
@@ -110,7 +100,7 @@ def _active_json(trial: Trial) -> dict[str, Any]:
         "trial_id": trial.id, "generation": trial.generation, "worker_id": trial.worker_id,
         "step": last.step if last else None, "steps": trial.steps, "measurements": len(trial.measurements),
         "metrics": metrics_json(last.metrics if last else {}), "hparams": params_json(trial.hparams),
-        "parent_trial_id": trial.parent_trial_id, "heartbeat_time": when(trial.heartbeat_time),
+        "parent_trial_id": trial.parent_trial_id, "heartbeat_time": iso_time(trial.heartbeat_time),
     }  # fmt: skip
 
 

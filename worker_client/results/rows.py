@@ -48,13 +48,13 @@ def trial_rows(study: Study, trials: Sequence[Trial], events: Mapping[int, Event
             "event": events[t.id].value if t.id in events else "", "worker_id": t.worker_id,
             "parent_trial_id": t.parent_trial_id, "initiator_parent_trial_id": t.initiator_parent_trial_id,
             "step": final.step if final else None, "elapsed_seconds": final.elapsed_seconds if final else None,
-            "create_time": _time(t.create_time), "end_time": _time(t.end_time),
+            "create_time": iso_time(t.create_time), "end_time": iso_time(t.end_time),
             "checkpoint_path": final.checkpoint_path if final else "",
             "checkpoint_state": final.checkpoint_state.value if final and final.checkpoint_path else "",
             "status_message": t.status_message,
         }  # fmt: skip
         row.update({f"param_{name}": t.hparams.get(name) for name in params})
-        row.update({f"metric_{name}": _number(final.metrics.get(name)) if final else None for name in metrics})
+        row.update({f"metric_{name}": finite(final.metrics.get(name)) if final else None for name in metrics})
         rows.append(row)
     return rows
 
@@ -73,10 +73,10 @@ def measurement_rows(trials: Sequence[Trial]) -> list[dict[str, Any]]:
             row: dict[str, Any] = {
                 "trial_id": t.id, "generation": t.generation, "step": m.step,
                 "final": final is not None and m.step == final.step, "elapsed_seconds": m.elapsed_seconds,
-                "create_time": _time(m.create_time), "checkpoint_path": m.checkpoint_path,
+                "create_time": iso_time(m.create_time), "checkpoint_path": m.checkpoint_path,
                 "checkpoint_state": m.checkpoint_state.value if m.checkpoint_path else "",
             }  # fmt: skip
-            row.update({f"metric_{name}": _number(m.metrics.get(name)) for name in names})
+            row.update({f"metric_{name}": finite(m.metrics.get(name)) for name in names})
             rows.append(row)
     return rows
 
@@ -87,7 +87,7 @@ def dataframe(rows: list[dict[str, Any]], *, kind: str) -> pandas.DataFrame:
         import pandas
     except ImportError:
         raise ImportError("DataFrames need pandas: pip install 'pbt-service[results]'") from None
-    columns = list(rows[0]) if rows else list(TRIAL_COLUMNS if kind == "trials" else MEASUREMENT_COLUMNS)
+    columns = _columns(rows, kind)
     frame = pandas.DataFrame(rows, columns=columns)
     for column in ("create_time", "end_time"):
         if column in frame:
@@ -104,14 +104,14 @@ def study_document(results: StudyResults) -> dict[str, Any]:
         "study": {
             "name": results.study.name,
             "state": results.study.state.value,
-            "create_time": _time(results.study.create_time),
+            "create_time": iso_time(results.study.create_time),
             "config": json_format.MessageToDict(converters.study_config_to_proto(results.study.config)),
             "generations_completed": summary.generations_completed,
             "best_trial_id": summary.best_trial_id,
         },
         "trials": [
             {**row, "hparams": dict(t.hparams),
-             "measurements": [m for m in measurement_rows([t])]}
+             "measurements": measurement_rows([t])}
             for row, t in zip(results.trial_rows(), results.all_trials(), strict=True)
         ],
     }
@@ -154,7 +154,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path | None, kind: str = "trials
     import io
 
     buffer = io.StringIO()
-    columns = list(rows[0]) if rows else list(TRIAL_COLUMNS if kind == "trials" else MEASUREMENT_COLUMNS)
+    columns = _columns(rows, kind)
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
@@ -167,9 +167,14 @@ def _write_parquet(rows: list[dict[str, Any]], path: Path, kind: str) -> None:
     import pyarrow
     import pyarrow.parquet
 
-    columns = list(rows[0]) if rows else list(TRIAL_COLUMNS if kind == "trials" else MEASUREMENT_COLUMNS)
+    columns = _columns(rows, kind)
     table = pyarrow.Table.from_pylist(rows) if rows else pyarrow.table({c: pyarrow.array([]) for c in columns})
     pyarrow.parquet.write_table(table, path)
+
+
+def _columns(rows: list[dict[str, Any]], kind: str) -> list[str]:
+    """The rows' columns; for no rows, the fixed ones of `kind`, so an empty table keeps its header."""
+    return list(rows[0]) if rows else list(TRIAL_COLUMNS if kind == "trials" else MEASUREMENT_COLUMNS)
 
 
 def _targets(directory: Path, formats: Sequence[str]) -> list[Path]:
@@ -186,12 +191,12 @@ def _metric_names(study: Study, metrics: Sequence[Mapping[str, float]]) -> list[
     return objectives + sorted({m for ms in metrics for m in ms} - set(objectives))
 
 
-def _number(value: float | None) -> float | None:
+def finite(value: float | None) -> float | None:
     """NaN and infinities (a diverged trial) become missing values, which every format can hold."""
     if value is None:
         return None
     return float(value) if math.isfinite(value) else None
 
 
-def _time(value: datetime | None) -> str | None:
+def iso_time(value: datetime | None) -> str | None:
     return value.isoformat() if value else None

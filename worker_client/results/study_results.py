@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from pbt_service.core.errors import NotFoundError
-from pbt_service.core.fitness import best_trials, dominates, fitness
-from pbt_service.core.lineage import ScheduleSegment, replay_plan
+from pbt_service.core.fitness import best_trials, pareto_front
+from pbt_service.core.lineage import ScheduleSegment, lineage, replay_plan
 from pbt_service.core.types import Comparison, Study, Trial, TrialStatus
 from worker_client.client import PbtClient
 from worker_client.results.events import Event, event_of
+from worker_client.results.rows import dataframe, export, finite, measurement_rows, trial_rows
 from worker_client.results.source import ResultsSource, open_source
 from worker_client.results.summary import StudySummary, summarize
 from worker_client.settings import ClientSettings
@@ -49,8 +51,6 @@ class Lineage:
     ancestors: tuple[Trial, ...]
     trial: Trial
     descendants: tuple[Trial, ...]
-    children: dict[int, tuple[int, ...]] = field(default_factory=dict)
-    """For the trial and each descendant, the ids of the trials that warm-started from it."""
 
 
 class Results:
@@ -99,6 +99,7 @@ class StudyResults:
         self.source = source
         self.study = study
         self._trials: list[Trial] | None = None
+        self._by_id: dict[int, Trial] = {}
 
     @property
     def name(self) -> str:
@@ -108,20 +109,22 @@ class StudyResults:
         """Reads the study and its trials again."""
         self.study = self.source.get_study(self.study.name)
         self._trials = None
+        self._by_id = {}
         return self
 
     def all_trials(self) -> list[Trial]:
         """Every trial with its measurements, by id (read once, kept until `refresh`)."""
         if self._trials is None:
             self._trials = sorted(self.source.list_trials(self.study.name), key=lambda t: t.id)
+            self._by_id = {t.id: t for t in self._trials}
         return self._trials
 
     def trial(self, trial_id: int) -> Trial:
         """Raises NotFoundError when the study has no such trial."""
-        for trial in self.all_trials():
-            if trial.id == trial_id:
-                return trial
-        raise NotFoundError(f"trial {trial_id} not found in study {self.name!r}")
+        self.all_trials()
+        if trial_id not in self._by_id:
+            raise NotFoundError(f"trial {trial_id} not found in study {self.name!r}")
+        return self._by_id[trial_id]
 
     def trials(
         self,
@@ -154,26 +157,17 @@ class StudyResults:
         return best_trials(self.all_trials(), config.objectives, config.comparison)[: max(top, 0)]
 
     def pareto_front(self) -> list[Trial]:
-        """The completed trials no other completed trial dominates on every objective."""
+        """The completed trials no other completed trial dominates on every objective, best first
+        (lexicographically, as `best` orders a front)."""
         config = self.study.config
-        ranked = best_trials(self.all_trials(), config.objectives, Comparison.PARETO)
-        front: list[Trial] = []
-        for trial in ranked:
-            mine = _fitness_of(trial, study=self.study)
-            if any(dominates(_fitness_of(f, study=self.study), mine) for f in front):
-                break
-            front.append(trial)
-        return front
+        front = {t.id for t in pareto_front(self.all_trials(), config.objectives)}
+        return [t for t in best_trials(self.all_trials(), config.objectives, Comparison.PARETO) if t.id in front]
 
     def lineage(self, trial_id: int) -> Lineage:
-        """Ancestors through the warm-start links, and descendants. Raises NotFoundError."""
-        by_id = {t.id: t for t in self.all_trials()}
+        """Ancestors through the warm-start links, and descendants. Raises NotFoundError, and
+        MissingTrialError/CorruptLineageError for broken parent links (as `schedule` does)."""
         trial = self.trial(trial_id)
-        ancestors: list[Trial] = []
-        parent = trial.parent_trial_id
-        while parent is not None and parent in by_id:
-            ancestors.append(by_id[parent])
-            parent = by_id[parent].parent_trial_id
+        ancestors = lineage(trial, self.trial)[:-1]
         children: dict[int, list[int]] = {}
         for t in self.all_trials():
             if t.parent_trial_id is not None:
@@ -184,27 +178,16 @@ class StudyResults:
             nxt = [c for tid in frontier for c in children.get(tid, [])]
             found += nxt
             frontier = nxt
-        descendants = tuple(by_id[i] for i in sorted(found))
-        return Lineage(
-            ancestors=tuple(reversed(ancestors)), trial=trial, descendants=descendants,
-            children={i: tuple(children.get(i, ())) for i in [trial.id, *sorted(found)]},
-        )
+        return Lineage(ancestors=tuple(ancestors), trial=trial, descendants=tuple(self.trial(i) for i in sorted(found)))
 
     def schedule(self, trial_id: int) -> list[ScheduleSegment]:
         """The hyperparameters the trial's model was trained with, step range by step range."""
-        by_id = {t.id: t for t in self.all_trials()}
-
-        def lookup(i: int) -> Trial:
-            if i not in by_id:
-                raise NotFoundError(f"trial {i} not found in study {self.name!r}")
-            return by_id[i]
-
-        return list(replay_plan([trial_id], lookup).segments)
+        return list(replay_plan([trial_id], self.trial).segments)
 
     def events(self) -> dict[int, Event]:
         """How each trial was created (start, continue, explore, exploit, restart)."""
-        by_id = {t.id: t for t in self.all_trials()}
-        return {t.id: event_of(t, by_id) for t in self.all_trials()}
+        trials = self.all_trials()
+        return {t.id: event_of(t, self._by_id) for t in trials}
 
     def summary(self) -> StudySummary:
         return summarize(self.study, self.all_trials())
@@ -214,42 +197,31 @@ class StudyResults:
     def trial_rows(self, trials: Iterable[Trial] | None = None) -> list[dict[str, Any]]:
         """One flat row per trial: ids, status, lineage links, event, final step and metrics
         (`metric_<name>`), hyperparameters (`param_<name>`), times and checkpoint."""
-        from worker_client.results.rows import trial_rows
-
         return trial_rows(self.study, self.all_trials() if trials is None else list(trials), self.events())
 
     def measurement_rows(self) -> list[dict[str, Any]]:
         """One flat row per measurement of every trial (intermediate and final)."""
-        from worker_client.results.rows import measurement_rows
-
         return measurement_rows(self.all_trials())
 
     def trials_dataframe(self) -> pandas.DataFrame:
         """`trial_rows()` as a pandas DataFrame indexed by nothing (a column `trial_id`), as
         `optuna.Study.trials_dataframe()` users expect. Needs pandas (the `results` extra)."""
-        from worker_client.results.rows import dataframe
-
         return dataframe(self.trial_rows(), kind="trials")
 
     def measurements_dataframe(self) -> pandas.DataFrame:
         """`measurement_rows()` as a pandas DataFrame."""
-        from worker_client.results.rows import dataframe
-
         return dataframe(self.measurement_rows(), kind="measurements")
 
     def export(self, directory: str, formats: Sequence[str] = ("csv", "json")) -> list[str]:
         """Writes the study to files other tools read; returns their paths. See `rows.export`."""
-        from pathlib import Path
-
-        from worker_client.results.rows import export
-
         return [str(p) for p in export(self, Path(directory), formats)]
 
     def _sorted(self, trials: list[Trial], sort: str, descending: bool) -> list[Trial]:
         if sort == "fitness":
             config = self.study.config
             ranked = best_trials(trials, config.objectives, config.comparison)
-            rest = [t for t in trials if t not in ranked]
+            placed = {t.id for t in ranked}
+            rest = [t for t in trials if t.id not in placed]
             ordered = ranked + rest
             return list(reversed(ordered)) if descending else ordered
         if sort in ("id", "generation", "end_time", "worker"):
@@ -285,14 +257,6 @@ def _statuses(status: TrialStatus | str | Sequence[TrialStatus | str]) -> set[Tr
 
 def _metric(trial: Trial, name: str) -> float | None:
     final = trial.final_measurement
-    if final is None or name not in final.metrics:
-        return None
-    value = float(final.metrics[name])
-    return value if math.isfinite(value) else None
+    return None if final is None else finite(final.metrics.get(name))
 
 
-def _fitness_of(trial: Trial, *, study: Study) -> tuple[float, ...]:
-    """The fitness of a trial `best_trials` returned, which always has one."""
-    value = fitness(trial.final_measurement, study.config.objectives)
-    assert value is not None
-    return value
