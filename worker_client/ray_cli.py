@@ -32,8 +32,9 @@ import grpc
 from worker_client import runner
 from worker_client.cli import WORKER_RETRY_SECONDS, _pattern, load_study_config
 from worker_client.context import CHECKPOINT_PATTERN
+from worker_client.identity import NAME
 from worker_client.progress import ProgressPrinter
-from worker_client.ray_launcher import RayLauncher, RayMissing, import_ray
+from worker_client.ray_launcher import RayLauncher, RayMissing, import_ray, worker_id_of
 from worker_client.settings import SettingsError, add_client_arguments, client_settings
 
 PROG = "pbt-ray-workers"
@@ -106,6 +107,12 @@ def _object(text: str) -> dict[str, Any]:
     return value
 
 
+def _prefix(text: str) -> str:
+    if not NAME.match(worker_id_of(text, 9999)):
+        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, '.', '_', '-' (at most 58)")
+    return text
+
+
 def _memory(text: str) -> int:
     """Bytes, or a number with a unit: 512M, 8G, 8GiB."""
     units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -142,7 +149,7 @@ def parser() -> argparse.ArgumentParser:
                      help='custom Ray resources each worker needs, e.g. \'{"accelerator_type:A100": 1}\'')
     ray.add_argument("--max-restarts", type=_restarts, default=-1, metavar="N",
                      help="times a worker's actor is restarted after its process or node dies (default -1: always)")
-    ray.add_argument("--worker-prefix", metavar="PREFIX", default=None,
+    ray.add_argument("--worker-prefix", metavar="PREFIX", default=None, type=_prefix,
                      help="worker ids are PREFIX-w0, PREFIX-w1, ... (default ray-HOST); give each launcher of one "
                      "study its own")
     ray.add_argument("--runtime-env", type=_object, default=None, metavar="JSON",
@@ -222,9 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep_checkpoints=args.keep_checkpoints, checkpoint_pattern=args.checkpoint_regex,
             collect_checkpoints=args.collect_checkpoints, progress=None if args.quiet else ProgressPrinter(),
         )
-    except ValueError as error:
-        flag = "--worker-prefix" if "prefix" in str(error) else "--num-workers"
-        ap.error(f"{flag}: {error}")
+    except ValueError as error:  # the flags' types check what the launcher would refuse
+        ap.error(str(error))
     try:
         launcher.check_study()
     except runner.UsageError as error:

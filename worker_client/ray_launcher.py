@@ -339,6 +339,15 @@ class RayLauncher:
         self._stop_reason = "launcher shut down"
         self._deadline: float | None = None
 
+    @property
+    def actors(self) -> list[Any]:
+        """The workers' actor handles, by index (None before `start` and after `close`)."""
+        return [m.actor for m in self.members]
+
+    @property
+    def worker_ids(self) -> list[str]:
+        return [m.worker_id for m in self.members]
+
     # --- the steps ---
 
     def check_study(self) -> None:

@@ -21,7 +21,8 @@ def _module_name(path: Path) -> str:
 
 FILES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
 MODULES = sorted(FILES)
-FORBIDDEN_TOP = ("sqlalchemy", "alembic", "psycopg2", "grpc_health", "grpc_reflection", "torch")
+FORBIDDEN_TOP = ("sqlalchemy", "alembic", "psycopg2", "grpc_health", "grpc_reflection", "torch", "ray")
+"""`ray` too: `worker_client.ray_launcher` and `ray_cli` import it only when workers start."""
 FORBIDDEN_PREFIXES = ("pbt_service.store", "pbt_service.service", "pbt_service.server", "pbt_service.controller")
 OPTIONAL = {"worker_client.torch_checkpoint": "torch"}
 """Modules that exist to use an optional package, and that package."""
@@ -41,7 +42,8 @@ print(','.join(bad))
 
 def test_the_module_list_is_complete() -> None:
     assert {"worker_client", "worker_client.cli", "worker_client.results_cli", "worker_client.replay",
-            "worker_client.garbage_collection", "worker_client.settings"} <= set(MODULES)
+            "worker_client.garbage_collection", "worker_client.settings", "worker_client.ray_launcher",
+            "worker_client.ray_cli"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", MODULES)
