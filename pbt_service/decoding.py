@@ -15,11 +15,15 @@ through the same path as any other rejected request. Measurements: docs/security
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
+
+from pbt_service.handlers import Behavior, rebuilt
 
 __all__ = ["DecodeGuard", "Undecodable", "tolerant"]
 
@@ -56,9 +60,41 @@ def tolerant(deserializer: Deserializer) -> Deserializer:
     return deserialize
 
 
+class _LogBudget:
+    """At most `per_second` log lines a second: a client sending undecodable bodies in a loop must
+    not fill the log (or spend the server's time writing it). The first line after a quiet spell
+    says how many were left out."""
+
+    def __init__(self, per_second: int = 10) -> None:
+        self._per_second = per_second
+        self._lock = threading.Lock()
+        self._window = 0
+        self._used = 0
+        self._dropped = 0
+
+    def take(self) -> int | None:
+        """None when this line is over budget; else how many were dropped before it."""
+        now = int(time.monotonic())
+        with self._lock:
+            if now != self._window:
+                self._window, self._used = now, 0
+            if self._used >= self._per_second:
+                self._dropped += 1
+                return None
+            self._used += 1
+            dropped, self._dropped = self._dropped, 0
+            return dropped
+
+
+_LOG_BUDGET = _LogBudget()
+
+
 def _reject(context: grpc.ServicerContext, method: str, request: Undecodable) -> NoReturn:
-    log.warning("undecodable request to %s from %s: %d bytes, not a %s (%s)",
-                method, context.peer(), request.size, request.message_type, request.error)  # fmt: skip
+    dropped = _LOG_BUDGET.take()
+    if dropped is not None:
+        also = f" ({dropped} more not logged)" if dropped else ""
+        log.warning("undecodable request to %s from %s: %d bytes, not a %s (%s)%s",
+                    method, context.peer(), request.size, request.message_type, request.error, also)  # fmt: skip
     context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request body is not a valid {request.message_type}")
     raise RuntimeError("context.abort returned")  # grpc's abort always raises
 
@@ -70,38 +106,21 @@ def _checked(requests: Iterator[Any], context: grpc.ServicerContext, method: str
         yield request
 
 
-_HANDLER_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler]] = {
-    (False, False): grpc.unary_unary_rpc_method_handler,
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}
-"""By (request_streaming, response_streaming)."""
-
-
 def guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
     """`handler` with a tolerant deserializer and a behavior that rejects `Undecodable` requests."""
-    shape = (bool(handler.request_streaming), bool(handler.response_streaming))
-    behavior = {
-        (False, False): handler.unary_unary,
-        (False, True): handler.unary_stream,
-        (True, False): handler.stream_unary,
-        (True, True): handler.stream_stream,
-    }[shape]
 
-    def from_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-        return behavior(_checked(requests, context, method), context)
+    def wrap(behavior: Behavior) -> Behavior:
+        def from_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            return behavior(_checked(requests, context, method), context)
 
-    def from_one(request: Any, context: grpc.ServicerContext) -> Any:
-        if isinstance(request, Undecodable):
-            _reject(context, method, request)
-        return behavior(request, context)
+        def from_one(request: Any, context: grpc.ServicerContext) -> Any:
+            if isinstance(request, Undecodable):
+                _reject(context, method, request)
+            return behavior(request, context)
 
-    return _HANDLER_FACTORIES[shape](
-        from_stream if handler.request_streaming else from_one,
-        request_deserializer=tolerant(handler.request_deserializer),
-        response_serializer=handler.response_serializer,
-    )
+        return from_stream if handler.request_streaming else from_one
+
+    return rebuilt(handler, wrap, tolerant(handler.request_deserializer))
 
 
 class DecodeGuard(grpc.ServerInterceptor):  # type: ignore[misc]

@@ -29,5 +29,5 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 # PYTHONWARNINGS: setuptools prints a warning box on every editable install of a flat layout.
-PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e ".[server,dev,examples,bench,results,dashboard]"
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e ".[server,dev,examples,bench,results,dashboard,ray]"
 exec .venv/bin/python -m pytest -q "$@"

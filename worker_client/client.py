@@ -152,13 +152,20 @@ class PbtClient:
     # --- studies ---
 
     def create_study(self, name: str, config: StudyConfig, *, exist_ok: bool = False) -> Study:
-        """Creates a study; with exist_ok, returns the existing one of that name instead."""
+        """Creates a study; with exist_ok, returns the existing one of that name instead. A worker
+        token may not create studies (PERMISSION_DENIED): with exist_ok, a study that an admin
+        created already is returned all the same, so workers can run the same code as admins."""
         request = pb.CreateStudyRequest(name=name, config=converters.study_config_to_proto(config))
         try:
             return converters.study_from_proto(self._call(self._stub.CreateStudy, request))
         except grpc.RpcError as error:
             if exist_ok and error.code() == grpc.StatusCode.ALREADY_EXISTS:
                 return self.get_study(name)
+            if exist_ok and error.code() == grpc.StatusCode.PERMISSION_DENIED:
+                try:
+                    return self.get_study(name)
+                except grpc.RpcError:
+                    raise error from None
             raise
 
     def get_study(self, name: str) -> Study:

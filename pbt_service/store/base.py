@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
+from pbt_service.core.access import Role, TokenRecord
 from pbt_service.core.types import (
     Measurement,
     PopulationView,
@@ -214,6 +215,34 @@ class Transaction(abc.ABC):
     ) -> list[Trial]:
         """Trials with number > after_number, by number, at most `limit`. Raises NotFoundError for
         an unknown study."""
+
+    # --- access tokens and service-wide reads ---
+    @abc.abstractmethod
+    def add_token(
+        self, name: str, token_hash: str, role: Role, studies: Sequence[str] | None, now: datetime
+    ) -> TokenRecord:
+        """Stores a token's hash. Raises AlreadyExistsError for a hash already stored."""
+
+    @abc.abstractmethod
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        """The token with this hash, revoked or not; None if unknown."""
+
+    @abc.abstractmethod
+    def revoke_token(self, token_id: int, now: datetime) -> TokenRecord:
+        """Marks the token revoked (once: a second revoke keeps the first time). Raises
+        NotFoundError."""
+
+    @abc.abstractmethod
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, by id."""
+
+    @abc.abstractmethod
+    def study_of_trial(self, trial_id: int) -> str | None:
+        """The name of the trial's study; None for an unknown trial."""
+
+    @abc.abstractmethod
+    def trial_counts(self) -> list[tuple[str, TrialStatus, int]]:
+        """(study, status, trials) for every study and status that has trials: one grouped read."""
 
 
 class Storage(abc.ABC):

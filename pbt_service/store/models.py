@@ -202,3 +202,22 @@ class MeasurementMetricRow(Base):
     )
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
     value: Mapped[float] = mapped_column(NanAsNullDouble, nullable=True)
+
+
+class AuthTokenRow(Base):
+    """An access token, stored as the SHA-256 of the token, never the token itself (tokens are 256
+    random bits, so a fast hash is enough: there is nothing to guess). `role` is admin, worker or
+    reader; `studies` is a JSON list of the study names the token may use, NULL for every study.
+    A revoked token keeps its row, so `token list` shows who had access and until when."""
+
+    __tablename__ = "auth_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    role: Mapped[str] = mapped_column(String(STATUS_LENGTH), nullable=False)
+    studies: Mapped[str | None] = mapped_column(Text, nullable=True)
+    create_time: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    revoke_time: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    __table_args__ = (CheckConstraint("role IN ('admin', 'worker', 'reader')", name="role"),)

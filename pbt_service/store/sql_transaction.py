@@ -16,6 +16,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pbt_service.core import selection
+from pbt_service.core.access import Role, TokenRecord
 from pbt_service.core.types import (
     ExploreStrategy,
     Measurement,
@@ -27,6 +28,7 @@ from pbt_service.core.types import (
     TrialProposal,
     TrialStatus,
 )
+from pbt_service.store import sql_access
 from pbt_service.store import sql_queries as q
 from pbt_service.store.base import LEASE_EXPIRED, CollectionView, SuggestionHead, Transaction, TrialState
 from pbt_service.store.config_json import config_from_json, config_to_json
@@ -403,6 +405,27 @@ class SqlTransaction(Transaction):
         return changed
 
     # --- helpers ---
+    # --- access tokens and service-wide reads (`sql_access`) ---
+    def add_token(
+        self, name: str, token_hash: str, role: Role, studies: Sequence[str] | None, now: datetime
+    ) -> TokenRecord:
+        return sql_access.add_token(self._db, name, token_hash, role, studies, now)
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        return sql_access.find_token(self._db, token_hash)
+
+    def revoke_token(self, token_id: int, now: datetime) -> TokenRecord:
+        return sql_access.revoke_token(self._db, token_id, now)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return sql_access.list_tokens(self._db)
+
+    def study_of_trial(self, trial_id: int) -> str | None:
+        return sql_access.study_of_trial(self._db, trial_id)
+
+    def trial_counts(self) -> list[tuple[str, TrialStatus, int]]:
+        return sql_access.trial_counts(self._db)
+
     def _study_id(self, name: str) -> int:
         study_id = self._study_ids.get(name)
         if study_id is None:
