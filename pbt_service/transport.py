@@ -51,6 +51,10 @@ def server_options(limits: LimitSettings) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_concurrent_streams", limits.max_streams_per_connection),
+        # With grpc-core's overload protection on (its default) a stream beyond the limit is reset
+        # (REFUSED_STREAM, UNAVAILABLE to the client) instead of waiting: the client then retries
+        # instead of queuing. Off, the client honours the advertised limit and queues.
+        ("grpc.max_concurrent_streams_overload_protection", 0),
         # Replies stay far below 4 MiB (`pbt_service.limits.MAX_REPLY_BYTES`).
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
     ]

@@ -67,9 +67,8 @@ def world(storage_url: str, caplog: pytest.LogCaptureFixture) -> Iterator[World]
         ("revoked", Role.WORKER, ["a"]),
     ):  # fmt: skip
         tokens[label], record = create_token(storage, label, role, studies, _now())
-        if label == "revoked":
-            revoked_id = record.id
-            storage.run(lambda tx: tx.revoke_token(revoked_id, _now()))
+    revoked_id = record.id  # the last one
+    storage.run(lambda tx: tx.revoke_token(revoked_id, _now()))
     with PbtClient(ClientSettings(address=address, token=ADMIN)) as admin:
         admin.create_study("a", simple_config())
         admin.create_study("b", simple_config())
