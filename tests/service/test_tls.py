@@ -60,7 +60,9 @@ def _settings(port: int, **tls: object) -> ClientSettings:
     return ClientSettings(address=f"localhost:{port}", retry_seconds=0, deadline_seconds=5, **tls)  # type: ignore[arg-type]
 
 
-def test_tls_serves_clients_that_trust_its_ca_and_refuses_the_rest(tls_server: RunningServer, certs: Certificates) -> None:
+def test_tls_serves_clients_that_trust_its_ca_and_refuses_the_rest(
+    tls_server: RunningServer, certs: Certificates
+) -> None:
     good = _settings(tls_server.port, tls_root_certificates=certs.ca.certificate)
     with PbtClient(good) as client:
         client.create_study("tls", simple_config())
