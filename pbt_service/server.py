@@ -161,7 +161,7 @@ def create_server(
         maximum_concurrent_rpcs=settings.limits.max_concurrent_rpcs,
     )
     pbt_service_pb2_grpc.add_PbtServiceServicer_to_server(
-        PbtServicer(Controller(storage, settings.service, clock or utc_now)), server
+        PbtServicer(Controller(storage, settings.service, clock or utc_now, events=observability.events)), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME), server)

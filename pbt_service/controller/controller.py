@@ -15,17 +15,44 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from pbt_service.controller import checkpoints, completion, early_stopping, leases, queries, reports, studies
 from pbt_service.controller.queries import StudyPage, TrialPage
 from pbt_service.controller.settings import ServiceSettings
 from pbt_service.controller.suggest import Suggestion, suggest
+from pbt_service.core.errors import UnavailableError
 from pbt_service.core.garbage_collection import Collection
 from pbt_service.core.types import Measurement, Study, StudyConfig, Trial, TrialStatus
 from pbt_service.store.base import Storage, Transaction
+from pbt_service.store.errors import DatabaseConfigError
 
 R = TypeVar("R")
+
+
+class ControllerEvents(Protocol):
+    """What the controller tells an observer (the server's metrics), each after its transaction
+    committed, so a retried or rolled-back transaction is never counted; pure notifications on the
+    calling thread: implementations must be cheap and must not raise."""
+
+    def leases_expired(self, study: str, trial_ids: Sequence[int]) -> None: ...
+
+    def suggestion_wait(self, study: str) -> None:
+        """A worker was told to ask again later: no trial for it, the study not done."""
+
+    def database_failed(self, error: Exception) -> None:
+        """An UnavailableError or DatabaseConfigError on its way to the caller."""
+
+
+class _NoEvents:
+    def leases_expired(self, study: str, trial_ids: Sequence[int]) -> None:
+        pass
+
+    def suggestion_wait(self, study: str) -> None:
+        pass
+
+    def database_failed(self, error: Exception) -> None:
+        pass
 
 
 def utc_now() -> datetime:
@@ -40,13 +67,19 @@ class Controller:
         storage: Storage,
         settings: ServiceSettings | None = None,
         clock: Callable[[], datetime] = utc_now,
+        events: ControllerEvents | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings or ServiceSettings()
         self._clock = clock
+        self._events: ControllerEvents = events or _NoEvents()
 
     def _run(self, work: Callable[[Transaction], R], timeout_s: float | None) -> R:
-        return self.storage.run(work, timeout_s=timeout_s)
+        try:
+            return self.storage.run(work, timeout_s=timeout_s)
+        except (UnavailableError, DatabaseConfigError) as error:
+            self._events.database_failed(error)
+            raise
 
     def _run_on_held_trial(self, work: Callable[[Transaction, datetime], R], timeout_s: float | None) -> R:
         """Runs a worker's call on its trial; if the trial's lease lapsed, rolls back, stops the
@@ -57,7 +90,9 @@ class Controller:
             return self._run(lambda tx: work(tx, self._clock()), timeout_s)
         except leases.LeaseLapsed as lapsed:
             trial = lapsed.trial
-            self._run(lambda tx: leases.expire(tx, trial.study, self._clock(), lease, lock=True), timeout_s)
+            expired = self._run(lambda tx: leases.expire(tx, trial.study, self._clock(), lease, lock=True), timeout_s)
+            if expired:
+                self._events.leases_expired(trial.study, expired)
             raise leases.lapsed_error(trial, lease) from None
 
     # --- studies ---
@@ -92,7 +127,18 @@ class Controller:
     # --- workers ---
     def suggest(self, study: str, worker: str, count: int = 1, *, timeout_s: float | None = None) -> Suggestion:
         lease = self.settings.lease_seconds
-        return self._run(lambda tx: suggest(tx, study, worker, count, self._clock, lease), timeout_s)
+        expired: list[int] = []
+
+        def work(tx: Transaction) -> Suggestion:
+            expired.clear()  # from an attempt that was rolled back
+            return suggest(tx, study, worker, count, self._clock, lease, expired.extend)
+
+        suggestion = self._run(work, timeout_s)
+        if expired:
+            self._events.leases_expired(study, expired)
+        if not suggestion.trials and not suggestion.study_done:
+            self._events.suggestion_wait(study)
+        return suggestion
 
     def report(
         self, trial_id: int, worker: str, measurement: Measurement, *, timeout_s: float | None = None

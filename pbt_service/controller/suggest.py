@@ -30,10 +30,17 @@ class Suggestion:
 
 
 def suggest(
-    tx: Transaction, study_name: str, worker: str, count: int, clock: Callable[[], datetime], lease_seconds: float
+    tx: Transaction,
+    study_name: str,
+    worker: str,
+    count: int,
+    clock: Callable[[], datetime],
+    lease_seconds: float,
+    on_expired: Callable[[list[int]], None] | None = None,
 ) -> Suggestion:
     """Up to `count` trials held by `worker`: those it holds already, then new ones. Raises
-    NotFoundError for an unknown study.
+    NotFoundError for an unknown study. `on_expired` is given the trials whose lapsed leases this
+    transaction stopped (it may be rolled back: the caller counts them once it commits).
 
     A new trial's `create_time` is read from `clock` after its decision, so it is never earlier
     than the end of the parent it was decided from: every commit the decision saw came before it
@@ -44,7 +51,9 @@ def suggest(
     if study.state is StudyState.DONE:
         return Suggestion((), study_done=True)
     if head.has_lapsed:
-        leases.expire(tx, study_name, now, lease_seconds, lock=False)
+        expired = leases.expire(tx, study_name, now, lease_seconds, lock=False)
+        if on_expired is not None:
+            on_expired(expired)
     trials = tx.active_trials(study_name, worker) if head.holds_trials else []
     if study.state is StudyState.PAUSED:  # a paused study hands out only what the worker holds
         return Suggestion(tuple(trials), study_paused=True)

@@ -33,7 +33,7 @@ from pbt_service.store.errors import DatabaseConfigError, UnavailableError
 from pbt_service.store.schema import ensure_schema
 from pbt_service.store.sql_transaction import SqlTransaction
 
-__all__ = ["SqlStorage", "StorageSettings", "TransientDatabaseError"]
+__all__ = ["RetryListener", "SqlStorage", "StorageSettings", "TransientDatabaseError"]
 
 T = TypeVar("T")
 
@@ -41,6 +41,10 @@ T = TypeVar("T")
 class TransientDatabaseError(UnavailableError):
     """A failure worth retrying the whole transaction for: a lost or refused connection, a
     deadlock, a serialization failure, a locked SQLite database, an exhausted pool."""
+
+
+RetryListener = Callable[[TransientDatabaseError], None]
+"""Told of each transaction `SqlStorage.run` is about to redo (metrics: `pbt_service.observability`)."""
 
 
 class SqlStorage(Storage):
@@ -59,6 +63,7 @@ class SqlStorage(Storage):
         )
         self._random = random.Random()
         self._sleep: Callable[[float], None] = time.sleep
+        self._retry_listeners: list[RetryListener] = []
 
     @classmethod
     def from_url(
@@ -90,6 +95,13 @@ class SqlStorage(Storage):
             engine.dispose()
             raise
         return cls(engine, settings)
+
+    def add_retry_listener(self, listener: RetryListener) -> Callable[[], None]:
+        """Calls `listener` before each retry, on the retrying thread (keep it cheap); a listener
+        per server, so servers sharing a process do not count each other's retries. Returns the
+        function that removes it."""
+        self._retry_listeners.append(listener)
+        return lambda: self._retry_listeners.remove(listener)
 
     @property
     def engine(self) -> Engine:
@@ -137,6 +149,8 @@ class SqlStorage(Storage):
                     raise UnavailableError(
                         f"database unavailable after {attempt} attempt(s): {e}"
                     ) from e.__cause__
+                for listener in tuple(self._retry_listeners):
+                    listener(e)
                 self._sleep(pause)
 
     def close(self) -> None:
