@@ -6,6 +6,10 @@ files it mounts exist and the balancer's config routes to the replicas' real por
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from tests.deploy.deploy_files import ROOT, SERVICE_DOCKERFILE, WORKER_DOCKERFILE, compose
@@ -115,3 +119,26 @@ def test_workers_share_a_work_directory_and_run_the_study_to_the_end() -> None:
     command = worker["command"]
     assert "--create-study" in command and "--study" in command
     assert "--max-trials" not in command and "--max-time" not in command, "until the study is done"
+
+
+def test_the_replicas_healthcheck_passes_on_a_serving_replica_and_fails_where_none_listens(
+    tmp_path: Path,
+) -> None:
+    """The healthcheck command itself, run against a real server (on a free port in place of the
+    container's 50051): gRPC health is open without the token, so it says healthy; with nothing
+    listening it says unhealthy."""
+    from pbt_service.server import ServerSettings, create_server
+
+    check = next(iter(replicas().values()))["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "python", "-c"]
+    running = create_server(ServerSettings(database_url=f"sqlite:///{tmp_path / 'h.db'}", port=0, auth_token="t"))
+    try:
+        code = check[3].replace("localhost:50051", f"localhost:{running.port}")
+        assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+    finally:
+        running.stop(0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    code = check[3].replace("localhost:50051", f"localhost:{free}")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60).returncode != 0
