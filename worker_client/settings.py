@@ -134,6 +134,18 @@ def client_settings(
     )
 
 
+def settings_from_environment(
+    environ: Mapping[str, str] | None = None, *, default_address: str | None = None
+) -> ClientSettings:
+    """The settings from `PBT_*` variables alone (a program without flags of its own). Raises
+    SettingsError naming the variable of a bad or missing value.
+
+    Example:
+        with PbtClient(settings_from_environment()) as client: ...   # PBT_SERVICE, PBT_AUTH_TOKEN, PBT_TLS_*
+    """
+    return client_settings(argparse.Namespace(), environ, default_address=default_address)
+
+
 def _boolean(text: str | None, source: str) -> bool:
     if text is None:
         return False

@@ -62,3 +62,21 @@ POLICY: dict[str, Rule] = {
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": Rule(_READ),
 }
 """Full method name -> rule."""
+
+
+_SCOPE_TEXT = {
+    Scope.NONE: "—",
+    Scope.NAME: "the request's `name`",
+    Scope.STUDY: "the request's `study`",
+    Scope.TRIAL: "the study of the request's `trial_id`",
+    Scope.LISTED: "the reply keeps the token's studies",
+}
+
+
+def markdown_table() -> str:
+    """The policy as docs/security.md shows it (a test keeps the two equal)."""
+    lines = ["| method | needs | study |", "|---|---|---|"]
+    for method, rule in POLICY.items():
+        needs = "no token" if rule.action is None else f"`{rule.action.value}`"
+        lines.append(f"| `{method}` | {needs} | {_SCOPE_TEXT[rule.scope]} |")
+    return "\n".join(lines)
