@@ -58,6 +58,10 @@ class HealthMonitor:
     def database_up(self) -> bool:
         return self._up
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def start(self) -> None:
         self._thread.start()
 
