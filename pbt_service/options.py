@@ -152,9 +152,6 @@ SERVE_OPTIONS: tuple[Option, ...] = (
            "calls in flight or queued on this replica; beyond it RESOURCE_EXHAUSTED", positive_int, "N"),
     Option("--max-streams-per-connection", "PBT_MAX_STREAMS_PER_CONNECTION", 32,
            "calls one client connection may have in flight; more wait in the client", positive_int, "N"),
-    Option("--max-rpcs-per-client", "PBT_MAX_RPCS_PER_CLIENT", 8,
-           "calls one token (or, without tokens, one connection) may have running; beyond it "
-           "RESOURCE_EXHAUSTED", positive_int, "N"),
 )
 """The `pbt-service serve` settings. `PBT_AUTH_TOKEN` (the admin token) is read from the
 environment only, so that it never shows in `ps`."""

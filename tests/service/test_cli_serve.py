@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from pbt_service.cli import parser
+import pytest
+
+from pbt_service.cli import parser, server_settings
 from tests.service.conftest import simple_config
 from tests.worker_client.conftest import ROOT
 from worker_client import PbtClient
@@ -58,8 +60,37 @@ def test_bad_flags_are_rejected_before_serving() -> None:
 
 
 def test_serve_binds_loopback_unless_told_otherwise() -> None:
-    assert parser().parse_args(["serve"]).host == "127.0.0.1"
-    assert parser().parse_args(["serve", "--host", "0.0.0.0"]).host == "0.0.0.0"
+    assert server_settings(parser().parse_args(["serve"]), {}).host == "127.0.0.1"
+    assert server_settings(parser().parse_args(["serve", "--host", "0.0.0.0"]), {}).host == "0.0.0.0"
+    assert server_settings(parser().parse_args(["serve"]), {"PBT_HOST": "0.0.0.0"}).host == "0.0.0.0"
+    assert server_settings(parser().parse_args(["serve", "--host", "::1"]), {"PBT_HOST": "0.0.0.0"}).host == "::1"
+
+
+def test_every_setting_comes_from_its_flag_or_its_variable_and_a_bad_one_is_named() -> None:
+    """Each option of SERVE_OPTIONS: its variable sets it, its flag wins over the variable, and a
+    bad value from either is refused naming the flag or the variable."""
+    import argparse
+
+    from pbt_service.options import SERVE_OPTIONS, OptionError, resolve
+
+    parsed = vars(parser().parse_args(["serve"]))
+    assert all(option.dest in parsed for option in SERVE_OPTIONS)
+    samples = {"--port": ("50070", "50071", "70000"), "--log-format": ("json", "text", "xml"),
+               "--max-workers": ("3", "4", "0"), "--lease-seconds": ("5", "6", "-1"),
+               "--require-token": ("1", None, "maybe")}  # fmt: skip
+    by_flag = {option.flag: option for option in SERVE_OPTIONS}
+    for flag, (from_env, from_flag, bad) in samples.items():
+        option = by_flag[flag]
+        env_value = resolve(argparse.Namespace(), [option], {option.variable: from_env})[option.dest]
+        assert env_value == option.parse(from_env)
+        if from_flag is not None:
+            args = parser().parse_args(["serve", flag, from_flag])
+            assert resolve(args, [option], {option.variable: from_env})[option.dest] == option.parse(from_flag)
+        with pytest.raises(OptionError, match=option.variable):
+            resolve(argparse.Namespace(), [option], {option.variable: bad})
+        if not option.switch:
+            with pytest.raises(OptionError, match=flag):
+                resolve(parser().parse_args(["serve", flag, bad]), [option], {})
 
 
 def test_a_missing_database_directory_is_named_and_nothing_is_created(tmp_path: Path) -> None:
