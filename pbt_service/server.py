@@ -42,7 +42,11 @@ from pbt_service.transport import LimitSettings, TlsSettings, bind, server_optio
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pbt_service_pb2.DESCRIPTOR.services_by_name["PbtService"].full_name
-__all__ = ["DEFAULT_HOST", "SERVICE_NAME", "LimitSettings", "RunningServer", "ServerSettings", "TlsSettings",
+LIVENESS = "liveness"
+"""A health name for liveness probes: SERVING from start to shutdown, whatever the database does.
+"" and SERVICE_NAME (readiness) are NOT_SERVING while the database is unreachable; restarting the
+replica would not bring the database back, so liveness does not follow it."""
+__all__ = ["DEFAULT_HOST", "LIVENESS", "SERVICE_NAME", "LimitSettings", "RunningServer", "ServerSettings", "TlsSettings",
            "create_server", "serve"]
 
 
@@ -173,7 +177,7 @@ def create_server(
         storage.close()
         raise
     server.start()
-    for name in ("", SERVICE_NAME):
+    for name in ("", SERVICE_NAME, LIVENESS):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, port, health_servicer, storage, observability)
 
