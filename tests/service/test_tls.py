@@ -151,3 +151,37 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def test_the_dashboard_reads_a_mutual_tls_service_with_the_same_settings(
+    mtls_server: RunningServer, certs: Certificates
+) -> None:
+    import json
+    import urllib.request
+
+    good = _settings(mtls_server.port, tls_root_certificates=certs.ca.certificate,
+                     tls_client_certificate=certs.client.certificate, tls_client_key=certs.client.key)  # fmt: skip
+    with PbtClient(good) as client:
+        client.create_study("seen-over-mtls", simple_config())
+    web_port = _free_port()
+    env = {**os.environ, "PBT_TLS_CA": str(certs.ca.certificate), "PBT_TLS_CERT": str(certs.client.certificate),
+           "PBT_TLS_KEY": str(certs.client.key)}  # fmt: skip
+    dashboard = subprocess.Popen(
+        [str(BIN / "pbt-dashboard"), "--service", f"localhost:{mtls_server.port}", "--port", str(web_port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/api/studies", timeout=10) as reply:
+                    body = json.loads(reply.read())
+                break
+            except OSError:
+                if time.monotonic() > deadline or dashboard.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        assert "seen-over-mtls" in json.dumps(body)
+    finally:
+        dashboard.terminate()
+        dashboard.communicate(timeout=30)
