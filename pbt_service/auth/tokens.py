@@ -46,11 +46,18 @@ class Authenticator:
     def __init__(self, admin_token: str | None) -> None:
         self._admin_hash = token_hash(admin_token) if admin_token else None
 
+    def bootstrap(self, token: str) -> Principal | None:
+        """The admin principal if `token` is the bootstrap admin token (no database read)."""
+        if self._admin_hash is not None and hmac.compare_digest(token_hash(token), self._admin_hash):
+            return Principal(BOOTSTRAP_NAME, Role.ADMIN)
+        return None
+
     def principal(self, tx: Transaction, token: str) -> Principal | None:
         """None for an unknown or revoked token."""
+        admin = self.bootstrap(token)
+        if admin is not None:
+            return admin
         digest = token_hash(token)
-        if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
-            return Principal(BOOTSTRAP_NAME, Role.ADMIN)
         record = tx.find_token(digest)
         if record is None or record.revoked or not hmac.compare_digest(record.token_hash, digest):
             return None
