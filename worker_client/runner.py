@@ -124,7 +124,8 @@ def _prepare(
                     f"study {settings.study!r} does not exist at {settings.client.address}; "
                     "create it first (e.g. with --create-study FILE)"
                 ) from None
-            if error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED):
+            if error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
+                                grpc.StatusCode.PERMISSION_DENIED):
                 raise UsageError(f"the service refused: {error.details()}") from None
             raise
     problem = roots_problem(
