@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pbt_service import options
 from pbt_service.auth import token_commands
 from pbt_service.controller import ServiceSettings
+from pbt_service.observability.logs import configure_logging
 from pbt_service.options import DEFAULT_DATABASE, SERVE_OPTIONS, OptionError
 from pbt_service.server import ServerSettings, serve
 from pbt_service.store.engine import shown_url
@@ -84,22 +85,13 @@ def server_settings(args: argparse.Namespace, environ: dict[str, str] | None = N
     )
 
 
-def _configure_logging(level: str, log_format: str) -> None:
-    try:
-        from pbt_service.observability.logs import configure_logging
-    except ImportError:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return
-    configure_logging(level, log_format)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "serve":
             settings = server_settings(args)
             values = options.resolve(args, SERVE_OPTIONS)
-            _configure_logging(values["log_level"], values["log_format"])
+            configure_logging(values["log_level"], values["log_format"])
             serve(settings)
             return 0
         logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")

@@ -46,8 +46,8 @@ LIVENESS = "liveness"
 """A health name for liveness probes: SERVING from start to shutdown, whatever the database does.
 "" and SERVICE_NAME (readiness) are NOT_SERVING while the database is unreachable; restarting the
 replica would not bring the database back, so liveness does not follow it."""
-__all__ = ["DEFAULT_HOST", "LIVENESS", "SERVICE_NAME", "LimitSettings", "RunningServer", "ServerSettings", "TlsSettings",
-           "create_server", "serve"]
+__all__ = ["DEFAULT_HOST", "LIVENESS", "SERVICE_NAME", "LimitSettings", "RunningServer", "ServerSettings",
+           "TlsSettings", "create_server", "serve"]
 
 
 @dataclass(frozen=True)
