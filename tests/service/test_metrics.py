@@ -191,3 +191,20 @@ def test_health_checks_are_counted_under_their_full_name(running: RunningServer)
 
 def test_no_metrics_port_unless_asked(server: RunningServer) -> None:
     assert server.metrics_port is None
+
+
+def test_a_call_refused_for_its_token_is_counted(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tokens.db'}"
+    token = "metrics-test-token-0123456789abcdef"
+    guarded = create_server(ServerSettings(database_url=url, port=0, metrics_port=0, auth_token=token,
+                                           health_check_seconds=3600))  # fmt: skip
+    try:
+        with PbtClient(f"127.0.0.1:{guarded.port}", timeout_seconds=10, retry_seconds=0) as anonymous:
+            assert rpc_code(anonymous.list_studies) is grpc.StatusCode.UNAUTHENTICATED
+        with PbtClient(f"127.0.0.1:{guarded.port}", timeout_seconds=10, retry_seconds=0, token=token) as admin:
+            admin.list_studies()
+        samples = scrape(guarded)
+        assert calls(samples, "ListStudies", "UNAUTHENTICATED") == 1
+        assert calls(samples, "ListStudies", "OK") == 1
+    finally:
+        guarded.stop(0)
