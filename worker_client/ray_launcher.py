@@ -27,6 +27,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -50,6 +51,10 @@ log = logging.getLogger("worker_client.ray")
 INSTALL_HINT = "pip install 'pbt-service[ray]'"
 SHUTDOWN_MARGIN_SECONDS = 5.0
 """After `grace_seconds`, how long a stopping actor may take to return before it is killed."""
+RESTART_WAIT_SECONDS = 600.0
+"""How long a lost actor may take to come back (Ray may wait for a node with the resources)."""
+HELLO_RETRY_SECONDS = 0.2
+RUN, HELLO = "run", "hello"
 
 TrainerSpec = str | Trainer
 """`package.module:function` (imported on the worker) or the function itself."""
@@ -105,6 +110,12 @@ class WorkerActor:
         self._lock = threading.Lock()
         self._pool: WorkerPool | None = None
         self._stop_reason: str | None = None
+        self.incarnation = uuid.uuid4().hex
+        """New in each process Ray starts for this actor: how the launcher tells a restart."""
+
+    def hello(self) -> str:
+        """This process's incarnation."""
+        return self.incarnation
 
     def run(
         self,
@@ -231,7 +242,11 @@ class _Member:
     worker_id: str
     name: str
     actor: Any = None
-    deaths: int = 0
+    incarnation: str | None = None
+    """The actor process the launcher last heard from."""
+    failed_runs: int = 0
+    lost_since: float | None = None
+    """When its run failed and the launcher started asking whether the actor is back."""
     restarts: int = 0
     done: int = 0
     usage_error: str | None = None
@@ -334,7 +349,10 @@ class RayLauncher:
         self.members = [_Member(i, worker_id_of(prefix, i), f"w{i}") for i in range(num_workers)]
         self._ray: Any = None
         self._started_ray = False
-        self._pending: dict[Any, _Member] = {}
+        self._pending: dict[Any, tuple[_Member, str]] = {}
+        """Calls in flight: ref -> (member, "hello" or "run")."""
+        self._hello_at: list[tuple[float, _Member]] = []
+        """Members whose actor is asked again, and when."""
         self._stopping = threading.Event()
         self._stop_reason = "launcher shut down"
         self._deadline: float | None = None
@@ -382,6 +400,7 @@ class RayLauncher:
         remote = ray.remote(WorkerActor)
         for member in self.members:
             member.actor = remote.options(**self.actor_options).remote(member.worker_id, member.name)
+            self._hello(member)
             self._submit(member)
         log.info("started %d Ray worker(s) (%s) for study %s at %s: ids %s ... %s", len(self.members),
                  ", ".join(f"{k}={v}" for k, v in self.actor_options.items() if k != "max_concurrency"),
@@ -394,19 +413,31 @@ class RayLauncher:
         ray = self._ray
         give_up = None if timeout is None else time.monotonic() + timeout
         kill_at: float | None = None
-        while self._pending:
+        while self._pending or self._hello_at:
+            now = time.monotonic()
             if self._stopping.is_set() and kill_at is None:
-                kill_at = time.monotonic() + self.grace_seconds + SHUTDOWN_MARGIN_SECONDS
-            if kill_at is not None and time.monotonic() > kill_at:
-                for ref, member in list(self._pending.items()):
+                kill_at = now + self.grace_seconds + SHUTDOWN_MARGIN_SECONDS
+            if kill_at is not None and now > kill_at:
+                for member in {id(m): m for m, kind in self._pending.values() if kind == RUN}.values():
                     member.errors.append(f"did not stop within {self.grace_seconds:g}s: killed")
                     ray.kill(member.actor, no_restart=True)
-                    del self._pending[ref]
+                self._pending.clear()
+                self._hello_at.clear()
                 break
-            ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=0.2)
-            for ref in ready:
-                self._collect(ref, self._pending.pop(ref))
-            if give_up is not None and time.monotonic() > give_up and self._pending:
+            for due, member in [d for d in self._hello_at if d[0] <= now]:
+                self._hello_at.remove((due, member))
+                self._hello(member)
+            if self._pending:
+                ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=0.2)
+                for ref in ready:
+                    member, kind = self._pending.pop(ref)
+                    if kind == RUN:
+                        self._collect_run(ref, member)
+                    else:
+                        self._collect_hello(ref, member)
+            else:
+                time.sleep(0.05)
+            if give_up is not None and time.monotonic() > give_up and (self._pending or self._hello_at):
                 return None
         return RayRunResult(tuple(m.result() for m in self.members))
 
@@ -428,6 +459,7 @@ class RayLauncher:
                 ray.kill(member.actor, no_restart=True)
                 member.actor = None
         self._pending.clear()
+        self._hello_at.clear()
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
@@ -464,23 +496,25 @@ class RayLauncher:
             max_seconds = max(self._deadline - time.monotonic(), 0.01)
         ref = member.actor.run.remote(self.settings, self.study, self.trainer, self.evaluator, str(self.workdir),
                                       self.worker_options, max_trials, max_seconds, self.log_level, self.progress)
-        self._pending[ref] = member
+        self._pending[ref] = (member, RUN)
 
-    def _collect(self, ref: Any, member: _Member) -> None:
+    def _hello(self, member: _Member) -> None:
+        self._pending[member.actor.hello.remote()] = (member, HELLO)
+
+    def _collect_run(self, ref: Any, member: _Member) -> None:
         ray = self._ray
         try:
             attempt: Attempt = ray.get(ref)
         except ray.exceptions.RayActorError as error:
-            member.deaths += 1
-            restart = self.max_restarts == -1 or member.deaths <= self.max_restarts
-            if restart and not self._stopping.is_set():
-                member.restarts += 1
-                log.warning("[%s] its actor died (%s): Ray restarts it; it asks for its trial again as %s",
-                            member.name, type(error).__name__, member.worker_id)
-                self._submit(member)
-            elif not self._stopping.is_set():
-                member.errors.append(f"its actor died {member.deaths} time(s), out of restarts: {_first_line(error)}")
-                log.error("[%s] %s", member.name, member.errors[-1])
+            if self._stopping.is_set():
+                return
+            # The actor's process died (or is unreachable): ask it until an answer says which
+            # process it is now. A new one is a restart; the old one was a passing outage.
+            member.failed_runs += 1
+            member.lost_since = time.monotonic()
+            log.warning("[%s] its actor was lost (%s); waiting for Ray to restart it", member.name,
+                        type(error).__name__)
+            self._hello(member)
         except ray.exceptions.RayError as error:
             member.errors.append(_first_line(error))
             log.error("[%s] stopped by an error: %s", member.name, member.errors[-1])
@@ -488,6 +522,37 @@ class RayLauncher:
             member.add(attempt)
             if attempt.usage_error is not None:
                 log.error("[%s] %s", member.name, attempt.usage_error)
+
+    def _collect_hello(self, ref: Any, member: _Member) -> None:
+        ray = self._ray
+        lost = member.lost_since is not None
+        try:
+            incarnation: str = ray.get(ref)
+        except ray.exceptions.RayActorError as error:
+            out_of_restarts = self.max_restarts != -1 and member.restarts >= self.max_restarts
+            if not lost or self._stopping.is_set():
+                return  # the first hello of an actor lost at once: its run's failure says so
+            assert member.lost_since is not None
+            waited = time.monotonic() - member.lost_since
+            if error.actor_init_failed or (out_of_restarts and isinstance(error, ray.exceptions.ActorDiedError)) \
+                    or waited > RESTART_WAIT_SECONDS:
+                why = ("out of restarts" if out_of_restarts and not error.actor_init_failed
+                       else f"not back after {waited:.0f}s" if waited > RESTART_WAIT_SECONDS else "it cannot start")
+                member.errors.append(f"its actor died ({why}): {_first_line(error)}")
+                member.lost_since = None
+                log.error("[%s] %s", member.name, member.errors[-1])
+                return
+            self._hello_at.append((time.monotonic() + HELLO_RETRY_SECONDS, member))
+            return
+        if member.incarnation is not None and incarnation != member.incarnation or (
+                member.incarnation is None and member.failed_runs > 0):
+            member.restarts += 1
+            log.warning("[%s] its actor was restarted (restart %d): it asks for its trial again as %s",
+                        member.name, member.restarts, member.worker_id)
+        member.incarnation = incarnation
+        if lost and not self._stopping.is_set():
+            member.lost_since = None
+            self._submit(member)
 
 
 def _first_line(error: BaseException) -> str:

@@ -25,11 +25,11 @@ from worker_client.settings import ClientSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTS = "starts.jsonl"
-STEP_SECONDS = 0.25
+STEP_SECONDS = 0.15
 
 
 def slow_train(ctx: TrialContext) -> None:
-    """The toy trainer, a quarter second a step, noting each start (trial, worker id, pid) beside
+    """The toy trainer, 0.15 s a step, noting each start (trial, worker id, pid) beside
     the study's model directories so that a test sees a trial trained again after a restart."""
     with open(ctx.model_dir.parent / STARTS, "a", encoding="utf-8") as notes:
         notes.write(json.dumps({"trial": ctx.trial_id, "worker": ctx.worker_id, "pid": os.getpid()}) + "\n")
@@ -90,7 +90,7 @@ def test_two_workers_run_a_study_to_completion_under_stable_ids(
 
 def test_a_killed_worker_is_restarted_with_its_id_and_gets_its_trial_back(
         local_ray: Any, service: LocalService, tmp_path: Path) -> None:
-    create_toy(service, "restart", population=4, generations=2)
+    create_toy(service, "restart", population=2, generations=2)
     workdir = tmp_path / "runs"
     settings = ClientSettings(service.address, retry_seconds=10)
     with RayLauncher(settings, "restart", "tests.worker_client.test_ray_launcher:slow_train",
@@ -113,6 +113,43 @@ def test_a_killed_worker_is_restarted_with_its_id_and_gets_its_trial_back(
     again = [s for s in starts if s["trial"] == held]
     assert [s["worker"] for s in again] == [killed, killed]
     assert again[0]["pid"] == pid != again[1]["pid"]  # trained again by the new process
+
+
+def test_a_worker_out_of_restarts_is_an_error_and_the_others_finish_the_study(
+        local_ray: Any, tmp_path: Path) -> None:
+    with LocalService(f"sqlite:///{tmp_path / 'pbt.db'}", lease_seconds=3, retry_after_seconds=0.05) as service:
+        create_toy(service, "fragile", population=2, generations=2)
+        workdir = tmp_path / "runs"
+        with RayLauncher(ClientSettings(service.address, retry_seconds=10), "fragile",
+                         "tests.worker_client.test_ray_launcher:slow_train", "examples.toy.problem:evaluate", 2,
+                         workdir=workdir, worker_prefix="fragile", max_restarts=0,
+                         heartbeat_seconds=0.3) as launcher:
+            launcher.start()
+            held, _ = held_trial(workdir / "fragile" / STARTS, "fragile-w0")
+            local_ray.kill(launcher.actors[0], no_restart=False)
+            result = launcher.wait(timeout=60)
+        assert result is not None, "the study did not finish within 60 s"
+        trials = {t.id: t for t in trials_of(service, "fragile")}
+        with PbtClient(service.address) as client:
+            assert client.get_study("fragile").state.value == "done"  # w1 finished it alone
+    assert result.workers[0].restarts == 0 and "out of restarts" in result.workers[0].errors[0]
+    assert result.errors[0].startswith("[w0] ") and result.workers[1].errors == ()
+    assert trials[held].status is TrialStatus.STOPPED  # its lease expired; another trial took its place
+    assert trials[held].worker_id == "fragile-w0" and result.workers[1].trials >= 3
+    assert not any(t.status is TrialStatus.ACTIVE for t in trials.values())
+
+
+def test_the_resources_asked_for_become_the_actors_options(tmp_path: Path) -> None:
+    launcher = RayLauncher(ClientSettings("localhost:1"), "s", "a:b", "a:b", 3, workdir=tmp_path, num_cpus=2,
+                           num_gpus=0.5, memory=2**30, resources={"TPU": 1}, max_restarts=4,
+                           runtime_env={"working_dir": "."}, worker_prefix="p")
+    assert launcher.actor_options == {
+        "num_cpus": 2, "num_gpus": 0.5, "memory": 2**30, "resources": {"TPU": 1}, "max_restarts": 4,
+        "max_concurrency": 2, "runtime_env": {"working_dir": "."},
+    }
+    assert launcher.worker_ids == ["p-w0", "p-w1", "p-w2"]
+    with pytest.raises(ValueError, match="max_restarts"):
+        RayLauncher(ClientSettings("localhost:1"), "s", "a:b", "a:b", 1, workdir=tmp_path, max_restarts=-2)
 
 
 def held_trial(starts: Path, worker_id: str, timeout: float = 30.0) -> tuple[int, int]:
