@@ -148,9 +148,9 @@ SERVE_OPTIONS: tuple[Option, ...] = (
            positive_float, "SECONDS"),
     Option("--max-message-bytes", "PBT_MAX_MESSAGE_BYTES", 4 * 1024 * 1024,
            "largest request accepted; a larger one gets RESOURCE_EXHAUSTED", positive_int, "BYTES"),
-    Option("--max-concurrent-rpcs", "PBT_MAX_CONCURRENT_RPCS", 256,
+    Option("--max-concurrent-rpcs", "PBT_MAX_CONCURRENT_RPCS", 1000,
            "calls in flight or queued on this replica; beyond it RESOURCE_EXHAUSTED", positive_int, "N"),
-    Option("--max-streams-per-connection", "PBT_MAX_STREAMS_PER_CONNECTION", 32,
+    Option("--max-streams-per-connection", "PBT_MAX_STREAMS_PER_CONNECTION", 100,
            "calls one client connection may have in flight; more wait in the client", positive_int, "N"),
 )
 """The `pbt-service serve` settings. `PBT_AUTH_TOKEN` (the admin token) is read from the

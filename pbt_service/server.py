@@ -19,7 +19,6 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -32,6 +31,7 @@ from pbt_service.auth import AccessInterceptor, Authenticator
 from pbt_service.controller import Controller, ServiceSettings, utc_now
 from pbt_service.core import pb2
 from pbt_service.decoding import DecodeGuard
+from pbt_service.fairness import ClientScores, FairExecutor, ScoringInterceptor
 from pbt_service.observability import Observability
 from pbt_service.options import DEFAULT_HOST
 from pbt_service.service import PbtServicer
@@ -85,6 +85,7 @@ class RunningServer:
     health: health.HealthServicer
     storage: Storage
     observability: Observability
+    executor: FairExecutor
 
     @property
     def metrics_port(self) -> int | None:
@@ -94,6 +95,7 @@ class RunningServer:
         """Graceful shutdown: report NOT_SERVING, let calls in flight finish, release the database."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        self.executor.shutdown(wait=False)
         self.observability.stop()
         self.storage.close()
 
@@ -157,9 +159,15 @@ def create_server(
     access = (
         [AccessInterceptor(storage, Authenticator(settings.auth_token))] if settings.tokens_required else []
     )
-    interceptors: list[grpc.ServerInterceptor] = [observability.interceptor(), *access, DecodeGuard()]
+    # Every call's outcome counts for its client; a client whose calls are mostly refused waits for
+    # the RPC threads behind everyone else (`pbt_service.fairness`).
+    scores = ClientScores()
+    executor = FairExecutor(settings.max_workers, scores)
+    interceptors: list[grpc.ServerInterceptor] = [
+        observability.interceptor(), ScoringInterceptor(scores), *access, DecodeGuard()
+    ]
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="pbt-rpc"),
+        executor,
         interceptors=interceptors,
         options=server_options(settings.limits),
         maximum_concurrent_rpcs=settings.limits.max_concurrent_rpcs,
@@ -174,12 +182,13 @@ def create_server(
         _warn_if_exposed(settings, port)
         observability.start()
     except BaseException:
+        executor.shutdown(wait=False)
         storage.close()
         raise
     server.start()
     for name in ("", SERVICE_NAME, LIVENESS):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, storage, observability)
+    return RunningServer(server, port, health_servicer, storage, observability, executor)
 
 
 def serve(settings: ServerSettings) -> None:

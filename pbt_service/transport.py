@@ -6,8 +6,9 @@ Limits, each a setting of `pbt_service.options`:
   of our code runs (replies are kept under 4 MiB by `pbt_service.limits`, so the client's default
   receive limit always holds).
 - `max_streams_per_connection`: HTTP/2's MAX_CONCURRENT_STREAMS. A connection cannot have more
-  calls in flight; more wait in the client, so a client flooding the server queues behind itself
-  instead of ahead of everyone else.
+  calls in flight; more wait in the client (or, sent anyway, are reset with REFUSED_STREAM). 100,
+  HTTP/2's recommended minimum: a lower limit makes a client with many calls in flight churn
+  through resets, which costs more than queuing its calls (`pbt_service.fairness` does that).
 - `max_concurrent_rpcs`: calls running or queued on this replica; beyond it RESOURCE_EXHAUSTED (a
   bound on the memory many clients together can make the server hold).
 Per-request caps (page sizes, parameter counts, string lengths) are in `pbt_service.limits`.
@@ -36,8 +37,8 @@ class TlsSettings:
 @dataclass(frozen=True)
 class LimitSettings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    max_concurrent_rpcs: int | None = 256
-    max_streams_per_connection: int = 32
+    max_concurrent_rpcs: int | None = 1000
+    max_streams_per_connection: int = 100
 
     def __post_init__(self) -> None:
         for name in ("max_message_bytes", "max_streams_per_connection"):
@@ -52,8 +53,9 @@ def server_options(limits: LimitSettings) -> list[tuple[str, int]]:
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_concurrent_streams", limits.max_streams_per_connection),
         # With grpc-core's overload protection on (its default) a stream beyond the limit is reset
-        # (REFUSED_STREAM, UNAVAILABLE to the client) instead of waiting: the client then retries
-        # instead of queuing. Off, the client honours the advertised limit and queues.
+        # (REFUSED_STREAM, UNAVAILABLE to the client) at once. Off, the client honours the
+        # advertised limit and queues; it can still be reset when it counts a stream closed (it
+        # has the reply) before the server does (the server has not yet freed the call).
         ("grpc.max_concurrent_streams_overload_protection", 0),
         # Replies stay far below 4 MiB (`pbt_service.limits.MAX_REPLY_BYTES`).
         ("grpc.max_send_message_length", 4 * 1024 * 1024),

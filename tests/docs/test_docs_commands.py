@@ -32,7 +32,7 @@ from tests.docs.doc_blocks import (
     shell_commands,
 )
 from worker_client import cli as worker_cli
-from worker_client import results_cli
+from worker_client import ray_cli, results_cli
 from worker_client.dashboard import cli as dashboard_cli
 
 PROGRAMS: dict[str, Callable[[], argparse.ArgumentParser]] = {
@@ -40,6 +40,7 @@ PROGRAMS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "pbt-worker": worker_cli.parser,
     "pbt-results": results_cli.parser,
     "pbt-dashboard": dashboard_cli.parser,
+    "pbt-ray-workers": ray_cli.parser,
 }
 JOB = partial(worker_cli.parser, python_job=True)
 """What a `worker_client.Job` script parses (`job.main()`)."""
