@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 import grpc
 
-from pbt_service.handlers import Behavior, rebuilt
+from pbt_service.handlers import Behavior, WrappedHandlers, rebuilt
 
 __all__ = ["DecodeGuard", "Undecodable", "tolerant"]
 
@@ -131,7 +131,7 @@ class DecodeGuard(grpc.ServerInterceptor):  # type: ignore[misc]
     """
 
     def __init__(self) -> None:
-        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._handlers = WrappedHandlers()
 
     def intercept_service(
         self,
@@ -142,9 +142,4 @@ class DecodeGuard(grpc.ServerInterceptor):  # type: ignore[misc]
         if handler is None or handler.request_deserializer is None:
             return handler
         method = handler_call_details.method
-        known = self._handlers.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = guarded(handler, method)
-        self._handlers[method] = (handler, wrapped)
-        return wrapped
+        return self._handlers.get(method, handler, lambda: guarded(handler, method))

@@ -36,7 +36,7 @@ from typing import Any
 
 import grpc
 
-from pbt_service.handlers import Behavior, rebuilt
+from pbt_service.handlers import Behavior, WrappedHandlers, rebuilt
 
 UNKNOWN = "unknown"
 REFUSED = frozenset({
@@ -110,7 +110,7 @@ class ScoringInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(self, scores: ClientScores) -> None:
         self._scores = scores
-        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._handlers = WrappedHandlers()
 
     def intercept_service(
         self,
@@ -121,12 +121,7 @@ class ScoringInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if handler is None or handler.response_streaming:
             return handler
         method = handler_call_details.method
-        known = self._handlers.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = rebuilt(handler, self._scored)
-        self._handlers[method] = (handler, wrapped)
-        return wrapped
+        return self._handlers.get(method, handler, lambda: rebuilt(handler, self._scored))
 
     def _scored(self, behavior: Behavior) -> Behavior:
         def scored(request: Any, context: grpc.ServicerContext) -> Any:

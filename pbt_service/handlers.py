@@ -52,3 +52,21 @@ def rebuilt(
         request_deserializer=deserializer or handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+class WrappedHandlers:
+    """Each method's wrapped handler, built once and rebuilt only when the handler it wraps changes
+    (the next interceptor may answer one method with different handlers, e.g. a refusal)."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def get(
+        self, method: str, handler: grpc.RpcMethodHandler, build: Callable[[], grpc.RpcMethodHandler]
+    ) -> grpc.RpcMethodHandler:
+        known = self._handlers.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = build()
+        self._handlers[method] = (handler, wrapped)
+        return wrapped

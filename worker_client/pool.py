@@ -11,14 +11,12 @@ exits. The library never ends the process itself.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import grpc
@@ -27,6 +25,7 @@ from pbt_service.core.types import TrialStatus
 from worker_client.client import PbtClient
 from worker_client.context import Evaluator, Trainer
 from worker_client.settings import ClientSettings
+from worker_client.signals import stop_on_signals
 from worker_client.worker import Worker, default_worker_id
 
 log = logging.getLogger("worker_client.pool")
@@ -106,7 +105,11 @@ class WorkerPool:
         for worker in self.workers:
             log.info("[%s] worker id %s, study %s at %s, model directories under %s", worker.name,
                      worker.worker_id, self.study, self.settings.address, self.workdir / self.study)
-        restore = self._install_signal_handlers() if handle_signals else (lambda: None)
+        restore = (
+            stop_on_signals(self.shutdown, who="worker", doing="stopping the running trial(s) and exiting")
+            if handle_signals
+            else (lambda: None)
+        )
         threads = [
             threading.Thread(target=self._work, args=(w, max_trials, max_seconds), name=f"pbt-{w.name}",
                              daemon=True)
@@ -159,29 +162,6 @@ class WorkerPool:
                 except grpc.RpcError as error:
                     log.error("[%s] could not stop trial %s: %s", worker.name, trial_id, error.details())
         return tuple(stopped)
-
-    def _install_signal_handlers(self) -> Callable[[], None]:
-        """SIGTERM and SIGINT stop every worker's trial cleanly; a second signal kills at once."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            name = signal.Signals(signum).name
-            log.warning("received %s: stopping the running trial(s) and exiting (again to kill at once)", name)
-            for s in previous:
-                signal.signal(s, signal.SIG_DFL)
-            self.shutdown(f"worker received {name}")
-
-        for s in previous:
-            signal.signal(s, on_signal)
-
-        def restore() -> None:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-        return restore
-
 
 def run_workers(
     service: str | ClientSettings,

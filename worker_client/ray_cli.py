@@ -20,11 +20,9 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
 
 import grpc
@@ -36,6 +34,7 @@ from worker_client.identity import NAME
 from worker_client.progress import ProgressPrinter
 from worker_client.ray_launcher import RayLauncher, RayMissing, import_ray, worker_id_of
 from worker_client.settings import SettingsError, add_client_arguments, client_settings
+from worker_client.signals import stop_on_signals
 
 PROG = "pbt-ray-workers"
 log = logging.getLogger("worker_client.ray")
@@ -239,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except grpc.RpcError as error:
         print(f"{PROG}: {client.address}: {error.code().name}: {error.details()}", file=sys.stderr)
         return runner.EXIT_ERROR
-    restore = _handle_signals(launcher)
+    restore = stop_on_signals(launcher.shutdown, who="launcher", doing="stopping the workers' trials")
     try:
         try:
             launcher.start()
@@ -264,27 +263,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {error_line}", file=sys.stderr)
     log.info("%s", result.summary())
     return runner.EXIT_ERROR if result.errors else runner.EXIT_OK
-
-
-def _handle_signals(launcher: RayLauncher) -> Any:
-    """SIGTERM and SIGINT stop the workers' trials cleanly (handed back); a second one kills at once."""
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        log.warning("received %s: stopping the workers' trials (again to kill at once)", name)
-        for s in previous:
-            signal.signal(s, signal.SIG_DFL)
-        launcher.shutdown(f"launcher received {name}")
-
-    for s in previous:
-        signal.signal(s, on_signal)
-
-    def restore() -> None:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-    return restore
 
 
 if __name__ == "__main__":

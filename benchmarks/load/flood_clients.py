@@ -44,11 +44,11 @@ from benchmarks.load.system import (
     CpuMeter,
     Server,
     _service_env,
-    free_port,
     pct,
     service_command,
     tree_cpu,
 )
+from benchmarks.load.system import server as service_process
 
 STUDY = "flood-workers"
 ADMIN_TOKEN = "flood-benchmark-admin-token"
@@ -83,32 +83,12 @@ def flood_server(
     """`pbt-service serve` on loopback with tokens required and otherwise default settings (the
     limits included, unless `extra` flags change them); yields once it accepts connections.
     `switch_interval` (an experiment): the server's `sys.setswitchinterval`, Python's default 0.005 s."""
-    port = free_port()
-    program = service_command()
+    program = None
     if switch_interval is not None:
         program = [sys.executable, "-c", f"import sys; sys.setswitchinterval({switch_interval!r}); "
                    "from pbt_service.cli import main; sys.exit(main())"]  # fmt: skip
-    command = [*program, "serve", "--database-url", url, "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "WARNING", "--grace-seconds", "1", *extra]  # fmt: skip
-    env = {**_service_env(), "PBT_AUTH_TOKEN": admin_token}
-    with open(log, "ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    running = Server(f"127.0.0.1:{port}", process, log)
-    try:
-        with grpc.insecure_channel(running.address) as channel:
-            try:
-                grpc.channel_ready_future(channel).result(timeout=120)
-            except grpc.FutureTimeoutError:
-                running.check_alive()
-                raise BenchmarkError(f"the service at {running.address} did not accept connections in 120 s") from None
+    with service_process(url, log, program=program, extra=extra, env={"PBT_AUTH_TOKEN": admin_token}) as running:
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
 
 
 def create_token(url: str, name: str, role: str, study: str | None = None) -> str:

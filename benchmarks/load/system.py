@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,13 +200,24 @@ class Server:
 
 
 @contextmanager
-def server(url: str, log: Path, max_workers: int) -> Iterator[Server]:
-    """`pbt-service serve` as a subprocess; yields once it accepts connections."""
+def server(
+    url: str,
+    log: Path,
+    max_workers: int | None = None,
+    *,
+    program: Sequence[str] | None = None,
+    extra: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Server]:
+    """`pbt-service serve` as a subprocess (`program`, by default this environment's
+    `pbt-service`, with `extra` flags and `env` added to the environment); yields once it accepts
+    connections."""
     port = free_port()
-    command = [*service_command(), "serve", "--database-url", url, "--host", "127.0.0.1", "--port", str(port),
-               "--max-workers", str(max_workers), "--log-level", "WARNING", "--grace-seconds", "1"]  # fmt: skip
+    workers = ["--max-workers", str(max_workers)] if max_workers is not None else []
+    command = [*(program or service_command()), "serve", "--database-url", url, "--host", "127.0.0.1",
+               "--port", str(port), *workers, "--log-level", "WARNING", "--grace-seconds", "1", *extra]  # fmt: skip
     with open(log, "ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=_service_env())
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**_service_env(), **(env or {})})
     running = Server(f"127.0.0.1:{port}", process, log)
     try:
         with grpc.insecure_channel(running.address) as channel:

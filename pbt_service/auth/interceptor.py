@@ -24,7 +24,7 @@ from google.protobuf.message import Message
 from pbt_service.auth.policy import POLICY, Rule, Scope
 from pbt_service.auth.tokens import Authenticator
 from pbt_service.core.access import Principal
-from pbt_service.handlers import Behavior, rebuilt
+from pbt_service.handlers import Behavior, WrappedHandlers, rebuilt
 from pbt_service.store.base import Storage, Transaction
 from pbt_service.store.errors import UnavailableError
 
@@ -66,7 +66,7 @@ class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             grpc.StatusCode.UNAUTHENTICATED, "authorization: missing bearer token (send `authorization: Bearer TOKEN`)"
         )
         self._unlisted = _refusal(grpc.StatusCode.PERMISSION_DENIED, "this method is not in the access policy")
-        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._handlers = WrappedHandlers()
 
     def intercept_service(
         self,
@@ -84,12 +84,9 @@ class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return None
         if rule is None:
             return self._unlisted
-        known = self._handlers.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = rebuilt(handler, lambda behavior: self._checked(behavior, method, rule))
-        self._handlers[method] = (handler, wrapped)
-        return wrapped
+        return self._handlers.get(
+            method, handler, lambda: rebuilt(handler, lambda behavior: self._checked(behavior, method, rule))
+        )
 
     def _checked(self, behavior: Behavior, method: str, rule: Rule) -> Behavior:
         short = method.rsplit("/", 1)[-1]

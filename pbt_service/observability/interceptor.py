@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from pbt_service.api.v1 import pbt_service_pb2
-from pbt_service.handlers import Behavior, rebuilt
+from pbt_service.handlers import Behavior, WrappedHandlers, rebuilt
 from pbt_service.observability.context import (
     REQUEST_ID_HEADER,
     CallFields,
@@ -60,7 +60,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
-        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._handlers = WrappedHandlers()
 
     def intercept_service(
         self,
@@ -72,12 +72,10 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             self._metrics.rpc_done(UNIMPLEMENTED_LABEL, "UNIMPLEMENTED", 0.0)
             return None
         method = handler_call_details.method
-        known = self._handlers.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = rebuilt(handler, lambda behavior: self._observed(behavior, method, bool(handler.response_streaming)))
-        self._handlers[method] = (handler, wrapped)
-        return wrapped
+        streaming = bool(handler.response_streaming)
+        return self._handlers.get(
+            method, handler, lambda: rebuilt(handler, lambda behavior: self._observed(behavior, method, streaming))
+        )
 
     def _observed(self, behavior: Behavior, method: str, streams_responses: bool) -> Behavior:
         label = method_label(method)
