@@ -152,6 +152,35 @@ def _execute_autocommit(url: str, *statements: str) -> None:
         engine.dispose()
 
 
+class PausablePostgres(_PostgresServer):
+    """The session fixture's throwaway server, plus a stop and a start that keep the data."""
+
+    def pause(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", timeout=60)
+
+    def resume(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
+            "-c fsync=off -c max_connections=100"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
+
+
+@pytest.fixture
+def pausable_postgres() -> Iterator[PausablePostgres]:
+    """A PostgreSQL server of this test alone, which it may stop and start again (`pause`, `resume`);
+    database `pbt_test`."""
+    bin_dir = _postgres_bin_dir()
+    assert bin_dir is not None, "PostgreSQL binaries not found"
+    server = PausablePostgres(bin_dir)
+    server.start()
+    try:
+        _execute_autocommit(server.url("postgres"), f"CREATE DATABASE {TEST_DATABASE}")
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a PostgreSQL database on a server private to this test session (or `$PBT_TEST_POSTGRES_URL`).

@@ -16,8 +16,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import TEST_DATABASE, _execute_autocommit, _postgres_bin_dir, _PostgresServer
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -111,29 +109,3 @@ def start_services(
     return new
 
 
-class PausablePostgres(_PostgresServer):
-    """The session fixture's throwaway server, plus a stop and a start that keep the data."""
-
-    def pause(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", timeout=60)
-
-    def resume(self) -> None:
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
-            "-c fsync=off -c max_connections=100"
-        )
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
-
-
-@pytest.fixture
-def pausable_postgres() -> Iterator[PausablePostgres]:
-    """A PostgreSQL server of this test alone (it may be stopped); database `pbt_test`."""
-    bin_dir = _postgres_bin_dir()
-    assert bin_dir is not None, "PostgreSQL binaries not found"
-    server = PausablePostgres(bin_dir)
-    server.start()
-    try:
-        _execute_autocommit(server.url("postgres"), f"CREATE DATABASE {TEST_DATABASE}")
-        yield server
-    finally:
-        server.stop()

@@ -10,7 +10,8 @@ import grpc
 import pytest
 
 from pbt_service.core.types import Measurement, TrialStatus
-from tests.concurrency.conftest import PausablePostgres, ServiceProcess
+from tests.concurrency.conftest import ServiceProcess
+from tests.conftest import PausablePostgres
 from tests.service.conftest import simple_config
 from worker_client import PbtClient
 

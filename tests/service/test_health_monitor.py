@@ -15,8 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pbt_service.server import SERVICE_NAME, RunningServer, ServerSettings, create_server
 from pbt_service.store.base import Transaction
 from pbt_service.store.sql_storage import SqlStorage, TransientDatabaseError
-from tests.concurrency.conftest import PausablePostgres
-from tests.conftest import TEST_DATABASE, _execute_autocommit, _postgres_bin_dir
+from tests.conftest import TEST_DATABASE, PausablePostgres
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -44,31 +43,18 @@ def wait_for(read: Callable[[], int], wanted: int, seconds: float) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def postgres() -> Iterator[PausablePostgres]:
-    """A PostgreSQL server of this test alone, which it stops and starts again."""
-    bin_dir = _postgres_bin_dir()
-    assert bin_dir is not None, "PostgreSQL binaries not found (scripts/test.sh installs them)"
-    server = PausablePostgres(bin_dir)
-    server.start()
-    try:
-        _execute_autocommit(server.url("postgres"), f"CREATE DATABASE {TEST_DATABASE}")
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.mark.postgres
-def test_health_follows_a_postgres_outage(postgres: PausablePostgres) -> None:
-    settings = ServerSettings(database_url=postgres.url(TEST_DATABASE), port=0, health_check_seconds=PROBE_SECONDS)
+def test_health_follows_a_postgres_outage(pausable_postgres: PausablePostgres) -> None:
+    url = pausable_postgres.url(TEST_DATABASE)
+    settings = ServerSettings(database_url=url, port=0, health_check_seconds=PROBE_SECONDS)
     running = create_server(settings)
     try:
         assert status_over_grpc(running) == SERVING
-        postgres.pause()
+        pausable_postgres.pause()
         wait_for(lambda: status_over_grpc(running), NOT_SERVING, 10)
         assert status_over_grpc(running, "") == NOT_SERVING  # every name the server serves
         assert running.observability.monitor.database_up is False
-        postgres.resume()
+        pausable_postgres.resume()
         wait_for(lambda: status_over_grpc(running), SERVING, 20)
         assert status_over_grpc(running, "") == SERVING
     finally:
