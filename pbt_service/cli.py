@@ -14,7 +14,8 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pbt_service import options
 from pbt_service.auth import token_commands
@@ -56,7 +57,11 @@ def server_settings(args: argparse.Namespace, environ: dict[str, str] | None = N
     """The serve settings from flags, then variables, then defaults. Raises OptionError naming the
     flag or variable of a bad value."""
     env = dict(os.environ) if environ is None else environ
-    values = options.resolve(args, SERVE_OPTIONS, env)
+    return _settings(options.resolve(args, SERVE_OPTIONS, env), env)
+
+
+def _settings(values: dict[str, Any], env: Mapping[str, str]) -> ServerSettings:
+    """`ServerSettings` from the resolved SERVE_OPTIONS values; the admin token from `env`."""
     cert, key, client_ca = values["tls_cert"], values["tls_key"], values["tls_client_ca"]
     if (cert is None) != (key is None):
         raise OptionError("--tls-cert and --tls-key go together (env PBT_TLS_CERT, PBT_TLS_KEY): give both or neither")
@@ -89,8 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "serve":
-            settings = server_settings(args)
             values = options.resolve(args, SERVE_OPTIONS)
+            settings = _settings(values, os.environ)
             configure_logging(values["log_level"], values["log_format"])
             serve(settings)
             return 0

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pbt_service import limits
-from pbt_service.auth.tokens import create_token
+from pbt_service.auth.tokens import check_scope, create_token
 from pbt_service.core.access import Role, TokenRecord
 from pbt_service.core.errors import InvalidArgumentError
 from pbt_service.store.errors import NotFoundError
@@ -57,16 +57,13 @@ def run(args: argparse.Namespace) -> int:
 
     now = datetime.now(timezone.utc)
     if args.token_command == "create":
+        role = Role(args.role)
         try:
             name = limits.check_name(args.name, "--name")
             studies = None if args.study is None else [limits.check_name(s, "--study") for s in args.study]
-        except InvalidArgumentError as error:
+            check_scope(role, studies)
+        except (InvalidArgumentError, ValueError) as error:
             print(f"pbt-service token create: {error}", file=sys.stderr)
-            return 2
-        role = Role(args.role)
-        if role is Role.ADMIN and studies is not None:
-            print("pbt-service token create: --study: an admin token covers every study; leave --study out "
-                  "or use --role worker", file=sys.stderr)  # fmt: skip
             return 2
     storage = SqlStorage.from_url(args.database_url)
     try:

@@ -28,12 +28,18 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def check_scope(role: Role, studies: list[str] | None) -> None:
+    """Raises ValueError, naming `--study`, for an admin token limited to some studies."""
+    if role is Role.ADMIN and studies is not None:
+        raise ValueError("--study: an admin token covers every study; leave --study out or use --role worker")
+
+
 def create_token(
     storage: Storage, name: str, role: Role, studies: list[str] | None, now: datetime
 ) -> tuple[str, TokenRecord]:
-    """A new token and its stored record. The token itself is returned once and kept nowhere."""
-    if role is Role.ADMIN and studies is not None:
-        raise ValueError("--study: an admin token covers every study; leave --study out or use --role worker")
+    """A new token and its stored record. The token itself is returned once and kept nowhere.
+    Raises ValueError (see `check_scope`) before writing anything."""
+    check_scope(role, studies)
     token = new_token()
     record = storage.run(lambda tx: tx.add_token(name, token_hash(token), role, studies, now))
     return token, record
