@@ -1,7 +1,7 @@
 """Who may do what: roles, the actions of the API, and the principal a token stands for.
 
 Pure rules, no I/O: the service's interceptor (`pbt_service.auth`) finds the principal of a call's
-token and the study it touches, and asks `Principal.permits`. Roles:
+token and the study it touches, and asks `Principal.allows` and `Principal.covers`. Roles:
 
 | role | actions | studies |
 |---|---|---|
@@ -13,7 +13,6 @@ token and the study it touches, and asks `Principal.permits`. Roles:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -59,14 +58,6 @@ class Principal:
 
     def covers(self, study: str) -> bool:
         return self.studies is None or study in self.studies
-
-    def permits(self, action: Action, study: str | None) -> bool:
-        """Whether this principal may do `action` on `study` (None: no particular study)."""
-        return self.allows(action) and (study is None or self.covers(study))
-
-    def visible(self, studies: Iterable[str]) -> list[str]:
-        """The names among `studies` this principal may see."""
-        return [name for name in studies if self.covers(name)]
 
 
 @dataclass(frozen=True)
